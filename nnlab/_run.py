@@ -1,0 +1,108 @@
+"""One whole run, as the CLI and the experiments do it: data, model, fit, test, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+
+from . import data as D
+from .evaluate import evaluate
+from .nn import get_model, with_normalization
+from .report import count_params, environment, params_sha256
+from .train import FitResult, TrainConfig, fit
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run: which model on which data, how the data is split and normalized, how to train.
+
+    dataset: 'mnist', 'fashion-mnist', 'xor', 'spirals' or 'blobs'
+    n_val: validation samples held out of the training set (0: none)
+    normalize: 'per_feature' (training mean/std per input), 'global' (one mean/std) or 'none'
+    split_seed: the key of the train/validation split, kept apart from `seed` so that
+      runs with different seeds share one split
+    train_subset: use only the first N training samples (before the split), for quick runs
+    """
+
+    model: str
+    dataset: str
+    train: TrainConfig = TrainConfig()
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    n_val: int = 0
+    normalize: str = "per_feature"
+    seed: int = 0
+    split_seed: int = 0
+    train_subset: int | None = None
+    data_dir: str | None = None
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SYNTHETIC = {"spirals": D.spirals, "blobs": D.blobs}
+
+
+def load_splits(config: RunConfig) -> D.Splits:
+    """The (train, val, test) data of `config`; a synthetic set is tested on a fresh draw."""
+    if config.dataset == "xor":
+        train = test = D.xor()
+    elif config.dataset in _SYNTHETIC:
+        k_train, k_test = jax.random.split(jax.random.key(config.split_seed))
+        train, test = _SYNTHETIC[config.dataset](1000, key=k_train), _SYNTHETIC[config.dataset](1000, key=k_test)
+    else:
+        train, test = D.load_dataset(config.dataset, config.data_dir)
+    if config.train_subset is not None:
+        if config.train_subset < 2:
+            raise ValueError(f"train_subset: expected at least 2 samples, got {config.train_subset}")
+        train = train.take(config.train_subset)
+    if config.n_val >= train.n:
+        raise ValueError(f"n_val: expected fewer than the {train.n} training samples, got {config.n_val}")
+    return D.train_val_test(train, test, n_val=config.n_val, key=jax.random.key(config.split_seed))
+
+
+def build_model(config: RunConfig, train: D.Dataset):
+    """The named model, wrapped with the normalization fitted on `train`."""
+    model = get_model(config.model, **config.model_kwargs)
+    if config.normalize == "none":
+        return model
+    if config.normalize not in ("per_feature", "global"):
+        raise ValueError(f"normalize: expected 'per_feature', 'global' or 'none', got {config.normalize!r}")
+    return with_normalization(model, D.fit_normalization(train.x, per_feature=config.normalize == "per_feature"))
+
+
+def run(config: RunConfig, *, progress: bool | None = None) -> tuple[dict, FitResult]:
+    """Trains and tests as `config` says; returns (results for --json, the FitResult)."""
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    val = splits.val if splits.val.n > 0 else None
+    result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress)
+    test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
+                    loss=config.train.loss, batch_size=config.train.eval_batch_size)
+    best = result.history[result.best_epoch - 1]
+    results = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "test_error": test.error_rate,
+        "test_errors": test.errors,
+        "n_test": test.n,
+        "val_error": best["val_error"],
+        "params": count_params(result.variables["params"]),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds,
+        "epoch_seconds": result.epoch_seconds,
+        **environment(),
+        "seed": config.seed,
+        "params_sha256": params_sha256(result.variables["params"]),
+        "history": result.history,
+        "config": config.to_dict(),
+        "command": os.environ.get("NNLAB_COMMAND"),
+    }
+    return results, result

@@ -1,0 +1,18 @@
+"""Named run configurations: `get_config(name)` returns the RunConfig the CLI trains."""
+
+from typing import Callable
+
+from .._run import RunConfig
+from . import mnist_mlp, xor
+
+CONFIGS: dict[str, Callable[[], RunConfig]] = {
+    "xor": xor.get_config,
+    "mnist-mlp": mnist_mlp.get_config,
+}
+
+
+def get_config(name: str) -> RunConfig:
+    """The default RunConfig of a named run (see CONFIGS)."""
+    if name not in CONFIGS:
+        raise ValueError(f"config: expected one of {sorted(CONFIGS)}, got {name!r}")
+    return CONFIGS[name]()

@@ -1,0 +1,115 @@
+"""Evaluation: predictions in fixed-size batches, metrics as masked sums divided at the end."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_inputs, check_labels, check_positive
+from .losses import get_loss
+from .nn import Model
+
+
+def predict_labels(outputs: jnp.ndarray, threshold: float = 0.5) -> jnp.ndarray:
+    """Class labels [batch] from outputs [batch, classes]: argmax, or `outputs > threshold` for one output."""
+    if outputs.shape[-1] == 1:
+        return (outputs[:, 0] > threshold).astype(jnp.int32)
+    return jnp.argmax(outputs, axis=-1).astype(jnp.int32)
+
+
+class Evaluation(NamedTuple):
+    """Loss and errors of a model on a labelled set; `predictions: [n]` int32."""
+
+    loss: float
+    errors: int
+    n: int
+    predictions: np.ndarray
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.n
+
+    @property
+    def accuracy(self) -> float:
+        return 1.0 - self.error_rate
+
+
+@partial(jax.jit, static_argnames=("apply", "loss", "threshold"))
+def _eval_batch(variables, x, y, mask, *, apply, loss, threshold):
+    outputs, _ = apply(variables, x, train=False)
+    per_sample, _ = get_loss(loss)
+    pred = predict_labels(outputs, threshold)
+    loss_sum = jnp.sum(jnp.where(mask, per_sample(outputs, y), 0.0))
+    return loss_sum, pred, outputs
+
+
+def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Fixed-size batches (the last padded by repeating sample 0) with a mask of real samples."""
+    n = x.shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        pad = batch_size - (stop - start)
+        idx = np.concatenate([np.arange(start, stop), np.zeros(pad, np.int64)])
+        yield x[idx], y[idx], np.arange(batch_size) < (stop - start), stop - start
+
+
+def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy",
+             batch_size: int = 1000) -> Evaluation:
+    """Mean loss, error count and predicted labels of `model` on x: [n, ...], y: [n]."""
+    check_positive(batch_size, name="batch_size", integer=True)
+    xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
+    ya = check_labels(y, num_classes=num_classes, n=xa.shape[0]).astype(np.int32)
+    threshold = get_loss(loss)[1]
+    batch_size = min(batch_size, xa.shape[0])
+    loss_sum, preds = 0.0, []
+    for xb, yb, mask, real in _batches(xa, ya, batch_size):
+        ls, pred, _ = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss=loss, threshold=threshold)
+        loss_sum += float(ls)
+        preds.append(np.asarray(pred)[:real])
+    predictions = np.concatenate(preds)
+    return Evaluation(loss_sum / xa.shape[0], int(np.sum(predictions != ya)), int(xa.shape[0]), predictions)
+
+
+def predict(model: Model, variables, x, *, batch_size: int = 1000) -> np.ndarray:
+    """Model outputs [n, classes] for x: [n, ...], computed in batches in evaluation mode."""
+    check_positive(batch_size, name="batch_size", integer=True)
+    xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
+    batch_size = min(batch_size, xa.shape[0])
+    dummy = np.zeros(xa.shape[0], np.int32)
+    outs = []
+    for xb, yb, mask, real in _batches(xa, dummy, batch_size):
+        _, _, out = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss="squared_error", threshold=0.5)
+        outs.append(np.asarray(out)[:real])
+    return np.concatenate(outs)
+
+
+def error_rate(predictions, labels) -> float:
+    """Fraction of samples whose predicted label differs from the true one."""
+    p, t = np.asarray(predictions), np.asarray(labels)
+    if p.shape != t.shape or p.ndim != 1:
+        raise ValueError(f"predictions: expected shape {t.shape} like labels (1-D), got {p.shape}")
+    return float(np.mean(p != t))
+
+
+def accuracy(predictions, labels) -> float:
+    """Fraction of samples predicted correctly."""
+    return 1.0 - error_rate(predictions, labels)
+
+
+def confusion_matrix(predictions, labels, num_classes: int) -> np.ndarray:
+    """C[i, j] = number of samples of true class i predicted as class j; [num_classes, num_classes]."""
+    t = check_labels(labels, num_classes=num_classes, name="labels")
+    p = check_labels(predictions, num_classes=num_classes, n=t.shape[0], name="predictions")
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def misclassified(predictions, labels) -> np.ndarray:
+    """Indices of the samples whose predicted label differs from the true one, ascending."""
+    p, t = np.asarray(predictions), np.asarray(labels)
+    if p.shape != t.shape:
+        raise ValueError(f"predictions: expected shape {t.shape} like labels, got {p.shape}")
+    return np.flatnonzero(p != t)

@@ -1,0 +1,94 @@
+"""Results as data: parameter counts and hashes, environment facts, JSON files and tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+
+def count_params(params) -> int:
+    """Number of scalar parameters in a pytree."""
+    return int(sum(math.prod(np.shape(p)) for p in jax.tree.leaves(params)))
+
+
+def params_sha256(params) -> str:
+    """SHA-256 over the parameters' bytes, leaves in `jax.tree.leaves` order (dict keys sorted)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, str]:
+    """Where a figure was measured: device, backend and versions."""
+    import flax
+    import optax
+
+    dev = jax.devices()[0]
+    return {
+        "device": f"cpu ({_cpu_name()})" if dev.platform == "cpu" else f"{dev.platform} ({dev.device_kind})",
+        "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "flax_version": flax.__version__,
+        "optax_version": optax.__version__,
+        "python_version": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)) or isinstance(value, jax.Array):
+        return np.asarray(value).tolist()
+    return value
+
+
+def write_json(path: str | os.PathLike, results: dict) -> None:
+    """Writes `results` as indented JSON; atomically (temp file + rename) so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(results), indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table with a header row; floats get 4 significant digits."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

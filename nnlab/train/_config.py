@@ -1,0 +1,57 @@
+"""Every hyperparameter of a training run, as one frozen config saved with its results."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .._checks import check_non_negative, check_positive
+from ..data import Augmentation
+from ..losses import LOSSES
+from ..optim import OPTIMIZERS
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How `fit` trains.
+
+    batch_size None means full-batch gradient descent. weight_decay and l1 are the lambdas
+    of the explicit L2 / L1 terms added to the loss (for 'adamw', weight_decay is the
+    decoupled decay instead). patience None trains all epochs; otherwise training stops
+    after `patience` epochs without a better validation error and the best epoch's
+    parameters are restored. `augmentation` draws a fresh variant of every training image
+    inside each step (evaluation never augments).
+    """
+
+    epochs: int = 10
+    batch_size: int | None = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    loss: str = "softmax_cross_entropy"
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    decay_biases: bool = False
+    patience: int | None = None
+    eval_batch_size: int = 1000
+    augmentation: Augmentation = Augmentation()
+
+    def __post_init__(self):
+        check_positive(self.epochs, name="epochs", integer=True)
+        if self.batch_size is not None:
+            check_positive(self.batch_size, name="batch_size", integer=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {self.loss!r}")
+        check_positive(self.learning_rate, name="learning_rate")
+        check_non_negative(self.weight_decay, name="weight_decay")
+        check_non_negative(self.l1, name="l1")
+        check_non_negative(self.warmup_epochs, name="warmup_epochs")
+        if self.patience is not None:
+            check_positive(self.patience, name="patience", integer=True)
+        check_positive(self.eval_batch_size, name="eval_batch_size", integer=True)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,127 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnlab
+from nnlab.train import make_train_step, make_tx
+
+SGD = nnlab.TrainConfig(epochs=5, batch_size=32, optimizer="heavy_ball", learning_rate=0.1)
+
+
+def _spirals():
+    return nnlab.spirals(256, key=jax.random.key(0)), nnlab.spirals(128, key=jax.random.key(1))
+
+
+def _fit(seed=0, config=SGD, **kw):
+    train, val = _spirals()
+    return nnlab.fit(nnlab.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(seed), config=config, val=val, **kw)
+
+
+def test_same_seed_same_history_and_params_bitwise():
+    a, b = _fit(), _fit()
+    assert a.history == [dict(h, seconds=h2["seconds"]) for h, h2 in zip(b.history, a.history)]
+    assert nnlab.params_sha256(a.variables["params"]) == nnlab.params_sha256(b.variables["params"])
+
+
+def test_different_seeds_give_different_parameters():
+    assert nnlab.params_sha256(_fit(0).variables["params"]) != nnlab.params_sha256(_fit(1).variables["params"])
+
+
+def test_early_stopping_restores_the_best_epoch():
+    """Train far too hard on a small noisy set: validation error rises; the result is the best epoch's."""
+    train = nnlab.blobs(60, key=jax.random.key(0), spread=1.5)
+    val = nnlab.blobs(300, key=jax.random.key(1), spread=1.5)
+    cfg = nnlab.TrainConfig(epochs=200, batch_size=10, optimizer="heavy_ball", learning_rate=0.05, patience=5)
+    snapshots = {}
+
+    def keep(epoch, state, record):
+        snapshots[epoch] = jax.tree.map(np.asarray, state.params)
+
+    r = nnlab.fit(nnlab.mlp([2, 64, 64, 3], activation="relu"), train, key=jax.random.key(0), config=cfg, val=val,
+                  callbacks=[keep])
+    errors = [h["val_error"] for h in r.history]
+    assert r.stopped_early and r.epochs_run == r.best_epoch + 5 < 200
+    assert errors[r.best_epoch - 1] == min(errors) < errors[-1]
+    jax.tree.map(np.testing.assert_array_equal, r.variables["params"], snapshots[r.best_epoch])
+
+
+def test_callback_can_stop():
+    r = _fit(callbacks=[lambda epoch, state, record: epoch == 2])
+    assert r.epochs_run == 2 and r.stopped_early and int(r.state.epoch) == 2
+
+
+def test_xor_is_learned():
+    results, _ = nnlab.run(nnlab.configs.get_config("xor"))
+    assert results["test_errors"] == 0 and results["params"] == 9
+
+
+@pytest.mark.optax_promotion
+def test_short_mnist_run_above_90_percent(mnist_data):
+    train, test = mnist_data
+    norm = nnlab.fit_normalization(train.x[:10000])
+    model = nnlab.with_normalization(nnlab.get_model("mnist-mlp"), norm)
+    r = nnlab.fit(model, train.take(10000), key=jax.random.key(0),
+                  config=nnlab.TrainConfig(epochs=2, batch_size=64, optimizer="adam", learning_rate=1e-3))
+    assert nnlab.evaluate(model, r.variables, test.x[:2000], test.y[:2000], num_classes=10).accuracy > 0.90
+
+
+def test_full_batch_gradient_descent_takes_one_step_per_epoch():
+    r = _fit(config=SGD.replace(batch_size=None, epochs=3))
+    assert int(r.state.step) == 3
+
+
+def test_train_step_compiles_once():
+    train, _ = _spirals()
+    model = nnlab.mlp([2, 8, 2])
+    tx = make_tx(SGD, 8)
+    state = nnlab.init_state(model, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
+    step = jax.jit(make_train_step(model, tx, SGD))
+    order = jnp.arange(256).reshape(8, 32)
+    metrics = jnp.zeros(3)
+    for _ in range(5):
+        state, metrics = step(state, metrics, jnp.asarray(train.x), jnp.asarray(train.y), order)
+    assert step._cache_size() == 1
+
+
+def _bad(x, y, num_classes=2):
+    return nnlab.Dataset(np.asarray(x), np.asarray(y), num_classes, "train")
+
+
+X = np.zeros((4, 2), np.float32)
+
+
+@pytest.mark.parametrize("data, error, message", [
+    (_bad(X, [0, 1, 2, 1]), ValueError, r"train.y: expected labels in \[0, 1\] for 2 classes, got values in \[0, 2\]"),
+    (_bad(X, [-1, 1, 0, 1]), ValueError, r"got values in \[-1, 1\]"),
+    (_bad(X, [[0], [1], [0], [1]]), ValueError, r"expected labels of shape \[batch\], got shape \(4, 1\) \(squeeze"),
+    (_bad(X, [0.0, 1.0, 0.0, 1.0]), TypeError, "expected integer class labels"),
+    (_bad(np.array([[0, 0], [np.nan, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]), ValueError,
+     r"train.x: expected finite values, got NaN or Inf \(first in sample 1\)"),
+    (_bad(np.array([[0, 0], [np.inf, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]), ValueError, "NaN or Inf"),
+    (_bad(X, [0, 1, 0]), ValueError, r"train.y: expected 4 labels \(one per sample of x\), got 3"),
+    (_bad(np.zeros((4, 3), np.float32), [0, 1, 0, 1]), ValueError, r"train.x: expected shape \[batch, 2\], got \(4, 3\)"),
+    (_bad(np.zeros((0, 2), np.float32), np.zeros(0, int)), ValueError, "train.x: expected a non-empty batch"),
+])
+def test_bad_training_data_is_rejected_before_jit(data, error, message):
+    with pytest.raises(error, match=message):
+        nnlab.fit(nnlab.get_model("xor-mlp"), data, key=jax.random.key(0), config=SGD)
+
+
+def test_wrong_image_shape_is_rejected():
+    data = _bad(np.zeros((3, 28, 28), np.float32), [0, 1, 2], num_classes=10)
+    with pytest.raises(ValueError, match=r"expected shape \[batch, 28, 28, 1\], got \(3, 28, 28\)"):
+        nnlab.fit(nnlab.get_model("mnist-mlp"), data, key=jax.random.key(0), config=SGD)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs: expected a positive integer, got 0"),
+    ("batch_size", -3, "batch_size: expected a positive integer"),
+    ("optimizer", "lbfgs", "optimizer: expected one of"),
+    ("learning_rate", -0.1, "learning_rate: expected a positive number"),
+    ("weight_decay", -1.0, "weight_decay: expected a number >= 0"),
+    ("loss", "hinge", "loss: expected one of"),
+])
+def test_bad_config_is_rejected(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        nnlab.TrainConfig(**{field: value})
