@@ -15,6 +15,7 @@ from ..evaluate import evaluate
 from ..nn import Model
 from ..optim import make_optimizer, schedule
 from ._config import TrainConfig
+from ._engine import run_epoch
 from ._progress import Progress
 from ._state import TrainState, as_key, init_state
 from ._step import epoch_order, make_train_step
@@ -94,9 +95,7 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     for epoch in range(int(state.epoch) + 1, config.epochs + 1):
         t0 = time.perf_counter()
         order = order_fn(state.data_key, state.epoch, n, batch)
-        metrics = jnp.zeros((3,), jnp.float32)
-        for _ in range(order.shape[0]):
-            state, metrics = step(state, metrics, x_dev, y_dev, order)
+        state, metrics = run_epoch(step, state, x_dev, y_dev, order)
         state = state.replace(epoch=state.epoch + 1)
         loss_sum, errors, count = np.asarray(metrics).tolist()
         record = {"epoch": epoch, "train_loss": loss_sum / count, "train_error": errors / count,
