@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
 from ._functional import mlp
-from ._model import Model
+from ._model import Model, from_linen
 
 
 def xor_mlp(activation: str = "sigmoid") -> Model:
@@ -18,7 +22,34 @@ def mnist_mlp(activation: str = "relu", width: int = 100, depth: int = 2) -> Mod
     return mlp([784, *[width] * depth, 10], activation=activation, input_shape=(28, 28, 1), name="mnist-mlp")
 
 
-MODELS: dict[str, Callable[..., Model]] = {"xor-mlp": xor_mlp, "mnist-mlp": mnist_mlp}
+def _avg_pool2(x: jax.Array) -> jax.Array:
+    """`nn.avg_pool(x, (2, 2), strides=(2, 2))` in x's own dtype (Flax divides by an int32 count,
+    which strict dtype promotion rejects). x: [batch, h, w, c] -> [batch, h // 2, w // 2, c]."""
+    return nn.pool(x, jnp.zeros((), x.dtype), jax.lax.add, (2, 2), (2, 2), "VALID") * 0.25
+
+
+class FlaxExampleCNN(nn.Module):
+    """The CNN of Flax's MNIST example, layer for layer (Flax's default initializers, 'SAME' padding).
+
+    x: [batch, 28, 28, 1] -> conv3x3 32, relu, avgpool 2 -> conv3x3 64, relu, avgpool 2
+    -> dense 256, relu -> dense 10: logits [batch, 10] (824,458 parameters).
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        del train
+        x = _avg_pool2(nn.relu(nn.Conv(32, (3, 3))(x)))
+        x = _avg_pool2(nn.relu(nn.Conv(64, (3, 3))(x)))
+        x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10)(x)
+
+
+def flax_cnn() -> Model:
+    """Flax's MNIST example CNN (see FlaxExampleCNN), the model of nnlab's speed benchmarks."""
+    return from_linen(FlaxExampleCNN(), input_shape=(28, 28, 1), name="flax-cnn")
+
+
+MODELS: dict[str, Callable[..., Model]] = {"xor-mlp": xor_mlp, "mnist-mlp": mnist_mlp, "flax-cnn": flax_cnn}
 
 
 def get_model(name: str, **kwargs) -> Model:

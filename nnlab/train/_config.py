@@ -9,6 +9,9 @@ from ..data import Augmentation
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS
 
+ENGINES = ("auto", "step", "unroll", "scan")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -20,6 +23,14 @@ class TrainConfig:
     after `patience` epochs without a better validation error and the best epoch's
     parameters are restored. `augmentation` draws a fresh variant of every training image
     inside each step (evaluation never augments).
+
+    engine: how an epoch's steps run (see nnlab.train.ENGINES): 'auto' picks per backend,
+      'step' dispatches one compiled step per batch, 'unroll' compiles `unroll` steps as one
+      call, 'scan' compiles the whole epoch as one `lax.scan`. All give the same results.
+    compute_dtype: 'float32', or 'bfloat16' to compute the training steps' forward and
+      backward passes in bfloat16 while parameters, optimizer state and loss stay float32.
+    devices: data parallelism: each batch is sharded over this many devices (0: all of
+      `jax.devices()`) and the parameters are replicated; batch_size must divide evenly.
     """
 
     epochs: int = 10
@@ -36,6 +47,10 @@ class TrainConfig:
     patience: int | None = None
     eval_batch_size: int = 1000
     augmentation: Augmentation = Augmentation()
+    engine: str = "auto"
+    unroll: int = 8
+    compute_dtype: str = "float32"
+    devices: int = 1
 
     def __post_init__(self):
         check_positive(self.epochs, name="epochs", integer=True)
@@ -52,6 +67,13 @@ class TrainConfig:
         if self.patience is not None:
             check_positive(self.patience, name="patience", integer=True)
         check_positive(self.eval_batch_size, name="eval_batch_size", integer=True)
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {list(ENGINES)}, got {self.engine!r}")
+        check_positive(self.unroll, name="unroll", integer=True)
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype: expected one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+        if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
+            raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -15,7 +15,9 @@ from ..evaluate import evaluate
 from ..nn import Model
 from ..optim import make_optimizer, schedule
 from ._config import TrainConfig
-from ._engine import run_epoch
+from ._engine import make_engine
+from ._parallel import data_parallel
+from ._precision import with_compute_dtype
 from ._progress import Progress
 from ._state import TrainState, as_key, init_state
 from ._step import epoch_order, make_train_step
@@ -30,6 +32,7 @@ class FitResult(NamedTuple):
     state: the final training state (resume from it)
     history: one dict per epoch: epoch, train_loss, train_error (running means over the
       epoch's batches, in training mode), val_loss, val_error (None without val), seconds
+    engine: the loop strategy that ran the epochs ('step', 'unroll' or 'scan')
     """
 
     variables: dict
@@ -39,6 +42,7 @@ class FitResult(NamedTuple):
     epochs_run: int
     stopped_early: bool
     train_seconds: float
+    engine: str = "step"
 
     @property
     def epoch_seconds(self) -> list[float]:
@@ -83,9 +87,14 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     if state is None:
         state = init_state(model, tx, jnp.asarray(x[:1]), key=as_key(key))
     state = _copy(state)  # the steps donate their input state: never donate arrays the caller holds
-    step = jax.jit(make_train_step(model, tx, config), donate_argnums=(0, 1))
+    parallel = data_parallel(config.devices, batch)
+    if parallel is not None:
+        state = jax.device_put(state, parallel.replicated)
+    step = make_train_step(with_compute_dtype(model, config.compute_dtype), tx, config,
+                           batch_sharding=parallel and parallel.batch)
+    engine = make_engine(step, config.engine, unroll=config.unroll)
     order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
-    x_dev, y_dev = jax.device_put(x), jax.device_put(y)
+    x_dev, y_dev = jax.device_put((x, y), parallel and parallel.replicated)
 
     history: list[dict] = []
     best = (np.inf, np.inf)
@@ -95,7 +104,7 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     for epoch in range(int(state.epoch) + 1, config.epochs + 1):
         t0 = time.perf_counter()
         order = order_fn(state.data_key, state.epoch, n, batch)
-        state, metrics = run_epoch(step, state, x_dev, y_dev, order)
+        state, metrics = engine.run(state, x_dev, y_dev, order)
         state = state.replace(epoch=state.epoch + 1)
         loss_sum, errors, count = np.asarray(metrics).tolist()
         record = {"epoch": epoch, "train_loss": loss_sum / count, "train_error": errors / count,
@@ -121,4 +130,4 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     train_seconds = time.perf_counter() - start
     if best_variables is None:
         best_variables, best_epoch = state.variables, int(state.epoch)
-    return FitResult(best_variables, state, history, best_epoch, len(history), stopped, train_seconds)
+    return FitResult(best_variables, state, history, best_epoch, len(history), stopped, train_seconds, engine.name)

@@ -41,12 +41,14 @@ def objective(model: Model, config: TrainConfig) -> Callable:
     return loss
 
 
-def make_train_step(model: Model, tx: optax.GradientTransformation, config: TrainConfig) -> Callable:
+def make_train_step(model: Model, tx: optax.GradientTransformation, config: TrainConfig, *,
+                    batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
     """step(state, metrics, x_all, y_all, order) -> (state, metrics).
 
     x_all: [n, ...] and y_all: [n] stay on the device; order: [steps, batch] from
     `epoch_order`; the batch is row `step mod steps` of it. metrics: float32 [3] running
     (loss sum, error count, sample count) for the epoch, kept on the device.
+    batch_sharding: where the gathered batch lives (data parallelism), None to leave it to XLA.
     """
     loss = objective(model, config)
     threshold = get_loss(config.loss)[1]
@@ -54,6 +56,8 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, config: Trai
     def step(state: TrainState, metrics: jax.Array, x_all: jax.Array, y_all: jax.Array, order: jax.Array):
         idx = order[state.step % order.shape[0]]
         x, y = x_all[idx], y_all[idx]
+        if batch_sharding is not None:
+            x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
         key = jax.random.fold_in(state.key, state.step)
         if config.augmentation.active:
             k_aug, key = jax.random.split(key)
