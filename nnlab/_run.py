@@ -98,6 +98,7 @@ def run(config: RunConfig, *, progress: bool | None = None) -> tuple[dict, FitRe
         "stopped_early": result.stopped_early,
         "train_seconds": result.train_seconds,
         "epoch_seconds": result.epoch_seconds,
+        "engine": result.engine,
         **environment(),
         "seed": config.seed,
         "params_sha256": params_sha256(result.variables["params"]),

@@ -11,12 +11,13 @@ from ._run import RunConfig, run
 from .data import DataNotFoundError, load_dataset
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
+from .train import COMPUTE_DTYPES, ENGINES
 
 # CLI flag -> TrainConfig field
 _TRAIN_FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "learning_rate",
     "momentum": "momentum", "schedule": "schedule", "weight_decay": "weight_decay", "l1": "l1",
-    "patience": "patience",
+    "patience": "patience", "engine": "engine", "compute_dtype": "compute_dtype", "devices": "devices",
 }
 
 
@@ -30,6 +31,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, help="L2 lambda (decoupled decay for adamw)")
     p.add_argument("--l1", type=float, help="L1 lambda")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)")
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, help="bfloat16: mixed precision, float32 parameters")
+    p.add_argument("--devices", type=int, help="data parallelism over this many devices (0: all)")
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training samples")
@@ -64,7 +68,7 @@ def _train(name: str, args: argparse.Namespace) -> int:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
           f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
-          f"{results['train_seconds']:.1f} s on {results['device']}")
+          f"{results['train_seconds']:.1f} s on {results['device']} ({results['engine']} engine)")
     if args.json:
         write_json(args.json, results)
         print(f"results written to {args.json}")

@@ -23,7 +23,7 @@ def _fit(config=SGD, model=None):
 
 
 @pytest.mark.parametrize("engine, platform, expected", [
-    ("auto", "cpu", "step"), ("auto", "gpu", "scan"), ("auto", "tpu", "scan"),
+    ("auto", "cpu", "unroll"), ("auto", "gpu", "scan"), ("auto", "tpu", "scan"),
     ("unroll", "gpu", "unroll"), ("scan", "cpu", "scan"), ("step", "gpu", "step"),
 ])
 def test_auto_picks_per_backend(engine, platform, expected):

@@ -6,7 +6,6 @@ from typing import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from ._functional import mlp
 from ._model import Model, from_linen
@@ -25,7 +24,7 @@ def mnist_mlp(activation: str = "relu", width: int = 100, depth: int = 2) -> Mod
 def _avg_pool2(x: jax.Array) -> jax.Array:
     """`nn.avg_pool(x, (2, 2), strides=(2, 2))` in x's own dtype (Flax divides by an int32 count,
     which strict dtype promotion rejects). x: [batch, h, w, c] -> [batch, h // 2, w // 2, c]."""
-    return nn.pool(x, jnp.zeros((), x.dtype), jax.lax.add, (2, 2), (2, 2), "VALID") * 0.25
+    return nn.pool(x, 0.0, jax.lax.add, (2, 2), (2, 2), "VALID") * 0.25
 
 
 class FlaxExampleCNN(nn.Module):

@@ -7,10 +7,10 @@ metrics summed on the device, state buffers donated) and returns to the host onc
 - 'unroll': `unroll` steps unrolled into one compiled call (the remainder in a shorter one);
 - 'scan':   the whole epoch as one compiled `lax.scan`.
 
-'auto' takes 'step' on CPU and 'scan' elsewhere: XLA:CPU runs a convolution inside
-`lax.scan` about 15x slower than dispatched per step (measured: benchmarks/README.md), and
-unrolled chunks were no faster than per-step dispatch there while compiling longer; on a
-GPU a scanned epoch removes the per-step launch and dispatch cost.
+'auto' takes 'unroll' on CPU and 'scan' elsewhere. On XLA:CPU (2-core EPYC, jax 0.10.2,
+the Flax example CNN, benchmarks/README.md) a convolution inside `lax.scan` ran about 25x
+slower than per-step dispatch, while chunks of 8 unrolled steps took 0.6x the per-step
+time; on a GPU a scanned epoch removes the per-step launch and dispatch cost.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def pick_engine(engine: str, platform: str) -> str:
     """The strategy 'auto' stands for on `platform` ('cpu', 'gpu', 'tpu'); others are kept."""
     if engine != "auto":
         return engine
-    return "step" if platform == "cpu" else "scan"
+    return "unroll" if platform == "cpu" else "scan"
 
 
 def _steps(step: Step, count: int) -> Step:
