@@ -31,7 +31,7 @@ def test_auto_picks_per_backend(engine, platform, expected):
 
 
 class TinyConvNet(nn.Module):
-    """x: [batch, 8, 8, 1] -> conv3x3 4, relu, dropout 0.25 -> dense 2."""
+    """x: [batch, 6, 6, 1] -> conv3x3 4, relu, dropout 0.25 -> dense 2."""
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -41,21 +41,20 @@ class TinyConvNet(nn.Module):
 
 @functools.cache
 def _fit_images(config):
-    """Keyed dropout and augmentation: every strategy must draw the same randomness per step."""
-    x = jax.random.uniform(jax.random.key(2), (256, 8, 8, 1))
+    """Keyed dropout: every strategy must draw the same randomness in each step."""
+    x = jax.random.uniform(jax.random.key(2), (128, 6, 6, 1))
     train = nnlab.make_dataset(np.asarray(x), np.asarray(x[:, :4].mean(axis=(1, 2, 3)) > 0.5, np.int32), num_classes=2)
-    model = nnlab.from_linen(TinyConvNet(), input_shape=(8, 8, 1))
-    return nnlab.fit(model, train, key=jax.random.key(0), config=config.replace(
-        augmentation=nnlab.data.Augmentation(noise=0.05)))
+    model = nnlab.from_linen(TinyConvNet(), input_shape=(6, 6, 1))
+    return nnlab.fit(model, train, key=jax.random.key(0), config=config)
 
 
 @pytest.mark.parametrize("engine, unroll", [("unroll", 3), ("scan", 8)])
 def test_strategies_give_the_per_step_parameters(engine, unroll):
-    """8 steps per epoch: unroll=3 runs chunks of 3, 3 and a remainder of 2."""
+    """4 steps per epoch: unroll=3 runs a chunk of 3 and a remainder of 1."""
     ref = _fit_images(SGD.replace(engine="step"))
     r = _fit_images(SGD.replace(engine=engine, unroll=unroll))
     assert (ref.engine, r.engine) == ("step", engine)
-    assert int(r.state.step) == int(ref.state.step) == 16
+    assert int(r.state.step) == int(ref.state.step) == 8
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), r.variables, ref.variables)
     np.testing.assert_allclose([h["train_loss"] for h in r.history], [h["train_loss"] for h in ref.history], rtol=1e-5)
     assert [h["train_error"] for h in r.history] == [h["train_error"] for h in ref.history]
@@ -102,17 +101,16 @@ _FOUR_DEVICES = textwrap.dedent("""
     import json, jax, numpy as np, nnlab
     train = nnlab.spirals(256, key=jax.random.key(0))
     val = nnlab.spirals(64, key=jax.random.key(1))
-    base = nnlab.TrainConfig(epochs=3, batch_size=32, optimizer="heavy_ball", learning_rate=0.1)
+    base = nnlab.TrainConfig(epochs=2, batch_size=32, optimizer="heavy_ball", learning_rate=0.1)
     out = {"devices": len(jax.devices())}
-    for devices in (1, 4, 0):
-        for engine in ("step", "scan"):
-            r = nnlab.fit(nnlab.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(0), val=val,
-                          config=base.replace(devices=devices, engine=engine))
-            leaf = jax.tree.leaves(r.state.params)[0]
-            out[f"{devices}-{engine}"] = {
-                "params": [np.asarray(a).tolist() for a in jax.tree.leaves(r.variables["params"])],
-                "loss": [h["train_loss"] for h in r.history], "val_error": [h["val_error"] for h in r.history],
-                "shards": len(leaf.sharding.device_set)}
+    for devices, engine in ((1, "step"), (4, "step"), (4, "scan"), (0, "unroll")):
+        r = nnlab.fit(nnlab.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(0), val=val,
+                      config=base.replace(devices=devices, engine=engine))
+        leaf = jax.tree.leaves(r.state.params)[0]
+        out[f"{devices}-{engine}"] = {
+            "params": [np.asarray(a).tolist() for a in jax.tree.leaves(r.variables["params"])],
+            "loss": [h["train_loss"] for h in r.history], "val_error": [h["val_error"] for h in r.history],
+            "shards": len(leaf.sharding.device_set)}
     print(json.dumps(out))
 """)
 
@@ -125,8 +123,8 @@ def test_four_cpu_devices_train_like_one():
     assert out["devices"] == 4
     ref = out["1-step"]
     assert ref["shards"] == 1
-    for run in ("1-scan", "4-step", "4-scan", "0-step", "0-scan"):
-        assert out[run]["shards"] == (1 if run.startswith("1") else 4)
+    for run in ("4-step", "4-scan", "0-unroll"):
+        assert out[run]["shards"] == 4
         for a, b in zip(out[run]["params"], ref["params"]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(out[run]["loss"], ref["loss"], rtol=1e-5)
