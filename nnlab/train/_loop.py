@@ -91,10 +91,10 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     if parallel is not None:
         state = jax.device_put(state, parallel.replicated)
     step = make_train_step(with_compute_dtype(model, config.compute_dtype), tx, config,
-                           batch_sharding=parallel and parallel.batch)
+                           batch_sharding=None if parallel is None else parallel.batch)
     engine = make_engine(step, config.engine, unroll=config.unroll)
     order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
-    x_dev, y_dev = jax.device_put((x, y), parallel and parallel.replicated)
+    x_dev, y_dev = jax.device_put((x, y), None if parallel is None else parallel.replicated)
 
     history: list[dict] = []
     best = (np.inf, np.inf)

@@ -21,10 +21,6 @@ class DataParallel(NamedTuple):
     replicated: NamedSharding
     batch: NamedSharding
 
-    @property
-    def num_devices(self) -> int:
-        return self.batch.mesh.size
-
 
 def data_parallel(devices: int, batch_size: int) -> DataParallel | None:
     """Shardings over the first `devices` of `jax.devices()` (0: all); None for one device."""
