@@ -11,6 +11,7 @@ from ._run import RunConfig, run
 from .data import DataNotFoundError, load_dataset
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
+from .seeds import run_seeds
 
 # CLI flag -> TrainConfig field
 _TRAIN_FLAGS = {
@@ -71,6 +72,32 @@ def _train(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args.name, args)
+    results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
+                           progress=False if args.quiet else None)
+    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    n = results["n_test"]
+    rows = [{"seed": s, "val_error_%": None if v is None else 100 * v, "test_error_%": 100 * t, "test_errors": e,
+             "best_epoch": b, "epochs_run": r}
+            for s, v, t, e, b, r in zip(results["seeds"], results["seed_val_error"], results["seed_test_error"],
+                                        results["seed_errors"], results["best_epochs"], results["epochs_run"])]
+    print(format_table(rows))
+    print(f"\npairwise: errors both make, only a, only b (of {n}); fraction of labels that differ")
+    print(format_table([{"a": results["seeds"][p["a"]], "b": results["seeds"][p["b"]], **{k: p[k] for k in list(p)[2:]}}
+                        for p in results["pairwise_disagreement"]]))
+    print(f"\nmisclassified by exactly k of {args.seeds} models: {results['wrong_by_exactly_k']}")
+    print(f"{args.name}, {args.seeds} seeds: test error mean {100 * results['test_error_mean']:.2f}% "
+          f"(std {100 * results['test_error_std']:.2f}, min {100 * results['test_error_min']:.2f}, "
+          f"max {100 * results['test_error_max']:.2f}); ensemble (sum of outputs) "
+          f"{100 * results['ensemble_test_error']:.2f}% ({results['ensemble_errors']}/{n}); "
+          f"{results['train_seconds']:.1f} s training in {results['chunks']} program(s) on {results['device']}")
+    if args.json:
+        write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     try:
         load_dataset("mnist", args.data_dir)
@@ -88,10 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_args(p_train)
     p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
     _add_train_args(p_demo)
+    p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
+    p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
+    p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
+    p_seeds.add_argument("--max-members", type=int, metavar="M", help="train at most M seeds at once (chunks)")
+    _add_train_args(p_seeds)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args.name, args)
+        if args.command == "seeds":
+            return _seeds(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)

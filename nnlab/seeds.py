@@ -19,10 +19,12 @@ import numpy as np
 import optax
 
 from ._checks import check_inputs, check_positive
+from ._run import RunConfig, build_model, load_splits
 from .data import Dataset
 from .evaluate import _batches, _eval_batch
 from .losses import get_loss
 from .nn import Model
+from .report import count_params, environment, params_sha256
 from .train import TrainConfig, TrainState, as_key, epoch_order, init_state, make_train_step, make_tx
 from .train._loop import _check_data
 from .train._progress import Progress
@@ -346,3 +348,32 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
         study["ensemble_errors"] = int(np.sum(e != t))
         study["ensemble_test_error"] = float(np.mean(e != t))
     return study
+
+
+def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | None = None,
+              progress: bool | None = None) -> tuple[dict, FitManyResult]:
+    """`run(config)` for each seed as one vmapped program (member i: `config.replace(seed=seeds[i])`),
+    plus the study of how the members differ on the test split and their ensemble."""
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: expected at least 2 seeds for a study, got {list(seeds)}")
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    val = splits.val if splits.val.n > 0 else None
+    result = fit_many(model, splits.train, keys=list(seeds), config=config.train, val=val,
+                      max_members=max_members, progress=progress)
+    test = splits.test
+    outputs = predict_many(model, result.variables, test.x, batch_size=config.train.eval_batch_size)
+    ensemble = labels_of(ensemble_outputs(outputs, loss=config.train.loss), loss=config.train.loss)
+    study = seed_study(labels_of(outputs, loss=config.train.loss), test.y, ensemble_predictions=ensemble)
+    results = {
+        "model": config.model, "dataset": config.dataset, "seeds": list(seeds),
+        **study,
+        "seed_val_error": [h[b - 1]["val_error"] for h, b in zip(result.histories, result.best_epochs)],
+        "best_epochs": result.best_epochs, "epochs_run": result.epochs_run,
+        "train_seconds": result.train_seconds, "chunks": result.chunks,
+        "params": count_params(member(result.variables["params"], 0)),
+        "params_sha256": [params_sha256(member(result.variables["params"], i)) for i in range(len(seeds))],
+        **environment(),
+        "config": config.to_dict(),
+    }
+    return results, result

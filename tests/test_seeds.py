@@ -64,7 +64,7 @@ def test_repeated_run_is_bitwise_identical():
 
 def test_chunks_equal_one_program_and_say_so(capsys):
     train, val = _data()
-    cfg = CFG.replace(epochs=4, patience=None)
+    cfg = CFG.replace(epochs=2, patience=None)
     whole = seeds.fit_many(_model(), train, keys=[0, 1, 2], config=cfg, val=val)
     chunked = seeds.fit_many(_model(), train, keys=[0, 1, 2], config=cfg, val=val, max_members=2)
     assert chunked.chunks == 2 and "running 2 chunks" in capsys.readouterr().err
