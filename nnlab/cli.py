@@ -11,7 +11,9 @@ from ._run import RunConfig, run
 from .data import DataNotFoundError, load_dataset
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
-from .seeds import run_seeds
+from .seeds import format_study, run_seeds
+from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
+from .train import as_key
 
 # CLI flag -> TrainConfig field
 _TRAIN_FLAGS = {
@@ -77,21 +79,43 @@ def _seeds(args: argparse.Namespace) -> int:
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
                            progress=False if args.quiet else None)
     results["command"] = "nnlab " + shlex.join(sys.argv[1:])
-    n = results["n_test"]
-    rows = [{"seed": s, "val_error_%": None if v is None else 100 * v, "test_error_%": 100 * t, "test_errors": e,
-             "best_epoch": b, "epochs_run": r}
-            for s, v, t, e, b, r in zip(results["seeds"], results["seed_val_error"], results["seed_test_error"],
-                                        results["seed_errors"], results["best_epochs"], results["epochs_run"])]
-    print(format_table(rows))
-    print(f"\npairwise: errors both make, only a, only b (of {n}); fraction of labels that differ")
-    print(format_table([{"a": results["seeds"][p["a"]], "b": results["seeds"][p["b"]], **{k: p[k] for k in list(p)[2:]}}
-                        for p in results["pairwise_disagreement"]]))
-    print(f"\nmisclassified by exactly k of {args.seeds} models: {results['wrong_by_exactly_k']}")
-    print(f"{args.name}, {args.seeds} seeds: test error mean {100 * results['test_error_mean']:.2f}% "
-          f"(std {100 * results['test_error_std']:.2f}, min {100 * results['test_error_min']:.2f}, "
-          f"max {100 * results['test_error_max']:.2f}); ensemble (sum of outputs) "
-          f"{100 * results['ensemble_test_error']:.2f}% ({results['ensemble_errors']}/{n}); "
-          f"{results['train_seconds']:.1f} s training in {results['chunks']} program(s) on {results['device']}")
+    print(format_study(results))
+    if args.json:
+        write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _parse_param(text: str) -> tuple[str, list | tuple]:
+    """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
+    name, sep, values = text.partition("=")
+    if not sep or name not in KNOBS:
+        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, got {text!r}")
+    cast = str if name == "activation" else (int if name in ("batch_size", "width", "depth") else float)
+    if ":" in values:
+        low, high = values.split(":", 1)
+        return name, (float(low), float(high))
+    return name, [cast(v) for v in values.split(",")]
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args.name, args)
+    space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
+    settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
+    results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
+                    max_members=args.max_members, progress=False if args.quiet else None)
+    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    if results["pilot"]:
+        dropped = [r for r in results["pilot"] if not r["learned"]]
+        print(f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
+              f"{len(results['pilot'])} settings did not learn and were dropped")
+        if dropped:
+            print(format_table(dropped, [*space, "val_error"]))
+    print(format_table(results["rows"], [*space, "val_error", "test_error", "best_epoch", "epochs_run", "program"]))
+    best = results["best"]
+    print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
+          f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
+          f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
     if args.json:
         write_json(args.json, results)
         print(f"results written to {args.json}")
@@ -120,12 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
     p_seeds.add_argument("--max-members", type=int, metavar="M", help="train at most M seeds at once (chunks)")
     _add_train_args(p_seeds)
+    p_sweep = sub.add_parser("sweep", help="grid or random search, chosen on validation, reported on test")
+    p_sweep.add_argument("name", choices=sorted(configs.CONFIGS), help="the config to start from")
+    p_sweep.add_argument("--param", action="append", metavar="NAME=V1,V2|NAME=LOW:HIGH",
+                         help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})")
+    p_sweep.add_argument("--random", type=int, metavar="N", help="draw N random settings instead of the full grid")
+    p_sweep.add_argument("--pilot-epochs", type=int, default=3, help="epochs of the pilot stage (0: no pilot)")
+    p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
+    p_sweep.add_argument("--max-members", type=int, metavar="M", help="train at most M settings at once (chunks)")
+    _add_train_args(p_sweep)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args.name, args)
         if args.command == "seeds":
             return _seeds(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)

@@ -24,7 +24,7 @@ from .data import Dataset
 from .evaluate import _batches, _eval_batch
 from .losses import get_loss
 from .nn import Model
-from .report import count_params, environment, params_sha256
+from .report import count_params, environment, format_table, params_sha256
 from .train import TrainConfig, TrainState, as_key, epoch_order, init_state, make_train_step, make_tx
 from .train._loop import _check_data
 from .train._progress import Progress
@@ -377,3 +377,25 @@ def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | Non
         "config": config.to_dict(),
     }
     return results, result
+
+
+def format_study(results: dict) -> str:
+    """The terminal report of `run_seeds`: per-seed errors, pairwise errors, exactly-k counts, ensemble."""
+    n, S = results["n_test"], len(results["seeds"])
+    rows = [{"seed": s, "val_error_%": None if v is None else 100 * v, "test_error_%": 100 * t, "test_errors": e,
+             "best_epoch": b, "epochs_run": r}
+            for s, v, t, e, b, r in zip(results["seeds"], results["seed_val_error"], results["seed_test_error"],
+                                        results["seed_errors"], results["best_epochs"], results["epochs_run"])]
+    pairs = [{"a": results["seeds"][p["a"]], "b": results["seeds"][p["b"]], **{k: p[k] for k in list(p)[2:]}}
+             for p in results["pairwise_disagreement"]]
+    return "\n".join([
+        format_table(rows),
+        f"\npairwise: errors both make, errors only a / only b makes (of {n}); fraction of labels that differ",
+        format_table(pairs),
+        f"\nmisclassified by exactly k of {S} models (k = 0..{S}): {results['wrong_by_exactly_k']}",
+        f"{results['model']}, {S} seeds: test error mean {100 * results['test_error_mean']:.2f}% "
+        f"(std {100 * results['test_error_std']:.2f}, min {100 * results['test_error_min']:.2f}, "
+        f"max {100 * results['test_error_max']:.2f}); ensemble (sum of outputs) "
+        f"{100 * results['ensemble_test_error']:.2f}% ({results['ensemble_errors']}/{n}); "
+        f"{results['train_seconds']:.1f} s training in {results['chunks']} program(s) on {results['device']}",
+    ])

@@ -25,6 +25,8 @@ from .seeds import fit_many, labels_of, predict_many
 KNOBS = {"learning_rate": "member", "weight_decay": "member", "batch_size": "train",
          "drop_rate": "model", "width": "model", "depth": "model", "activation": "model"}
 _LOG_UNIFORM = ("learning_rate", "weight_decay")
+# `nnlab sweep mnist-mlp` without --param: around the default recipe (lr 1e-3, L2 1e-4, width 100)
+DEFAULT_SPACE = {"learning_rate": [1e-3, 2e-3], "weight_decay": [3e-5, 1e-4], "width": [100, 256]}
 
 
 def grid(space: dict[str, Sequence]) -> list[dict]:
@@ -104,8 +106,8 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
     return rows
 
 
-def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 2, pilot_subset: int = 5000,
-          learns_below: float = 0.5, max_members: int | None = None, progress: bool | None = None) -> dict:
+def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3, pilot_subset: int = 5000,
+          learns_below: float = 0.9, max_members: int | None = None, progress: bool | None = None) -> dict:
     """Trains `base` with each setting (a dict of KNOBS values), best validation error first.
 
     Pilot (the lecture's "first make it learn"): with `pilot_epochs`, every setting first trains
