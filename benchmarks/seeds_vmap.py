@@ -1,7 +1,8 @@
 """Seeds as an axis: what S vmapped members cost against S separate runs / one model.
 
 CPU part (always): the MNIST MLP (default recipe, a few epochs), S seeds as one `fit_many`
-program against S sequential `fit` calls, as a ratio of training seconds in the same process.
+program against S sequential `fit` calls, as ratios of training seconds (total, compilation
+included, and per epoch after the first) in the same process.
 
 CNN part (on a GPU, or with --cnn anywhere): the Flax MNIST example CNN, seconds per epoch of
 S vmapped members against one, for two formulations of its convolutions: Linen `nn.Conv`
@@ -56,21 +57,26 @@ def _steady_epoch_seconds(histories) -> float:
     return float(np.median([h["seconds"] for h in histories[0][1:]]))
 
 
-def cpu_mlp(members: int, epochs: int, data_dir) -> dict:
+def cpu_mlp(members: int, epochs: int, rounds: int, data_dir) -> list[dict]:
+    """Rounds of (S vmapped, S sequential), alternating so that a busy machine slows both alike."""
     cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
     train_cfg = cfg.train.replace(epochs=epochs, patience=None)
     splits = nnlab.load_splits(cfg)
     model = nnlab.build_model(cfg, splits.train)
-    many = seeds.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val, progress=False)
-    sequential = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val, progress=False)
-                  for i in range(members)]
-    seq_seconds = sum(r.train_seconds for r in sequential)
-    seq_epoch = sum(float(np.median(r.epoch_seconds[1:])) for r in sequential)
-    return {"model": "mnist-mlp", "members": members, "epochs": epochs,
-            "vmapped_train_seconds": many.train_seconds, "sequential_train_seconds": seq_seconds,
-            "speedup_total": seq_seconds / many.train_seconds,
-            "vmapped_epoch_seconds": _steady_epoch_seconds(many.histories), "sequential_epoch_seconds": seq_epoch,
-            "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories)}
+    rows = []
+    for r in range(rounds):
+        many = seeds.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val,
+                              progress=False)
+        sequential = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val,
+                                progress=False) for i in range(members)]
+        seq_seconds = sum(r.train_seconds for r in sequential)
+        seq_epoch = sum(float(np.median(r.epoch_seconds[1:])) for r in sequential)
+        rows.append({"round": r, "model": "mnist-mlp", "members": members, "epochs": epochs,
+                     "vmapped_train_s": many.train_seconds, "sequential_train_s": seq_seconds,
+                     "speedup_total": seq_seconds / many.train_seconds,
+                     "vmapped_epoch_s": _steady_epoch_seconds(many.histories), "sequential_epoch_s": seq_epoch,
+                     "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories)})
+    return rows
 
 
 def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[dict]:
@@ -94,6 +100,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (>= 2: the first includes compilation)")
+    p.add_argument("--rounds", type=int, default=2, help="MLP part: alternating rounds of vmapped / sequential")
     p.add_argument("--cnn", action="store_true", help="run the CNN part on any backend (default: on a GPU only)")
     p.add_argument("--cnn-train-subset", type=int, help="CNN part: first N training samples only")
     p.add_argument("--skip-mlp", action="store_true")
@@ -102,8 +109,8 @@ def main() -> None:
     args = p.parse_args()
     results = {**nnlab.environment()}
     if not args.skip_mlp:
-        results["mlp"] = cpu_mlp(args.members, args.epochs, args.data_dir)
-        print(nnlab.format_table([results["mlp"]]))
+        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.data_dir)
+        print(nnlab.format_table(results["mlp"]))
     if args.cnn or jax.default_backend() == "gpu":
         results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)
         print(nnlab.format_table(results["cnn"]))

@@ -59,31 +59,32 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     return cfg.replace(**changes)
 
 
+def _save(results: dict, args: argparse.Namespace) -> int:
+    """Writes `results` to --json (when given), with the command that produced them."""
+    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    if args.json:
+        write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
 def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
     results, _ = run(cfg, progress=False if args.quiet else None)
-    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
           f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
           f"{results['train_seconds']:.1f} s on {results['device']}")
-    if args.json:
-        write_json(args.json, results)
-        print(f"results written to {args.json}")
-    return 0
+    return _save(results, args)
 
 
 def _seeds(args: argparse.Namespace) -> int:
     cfg = config_from_args(args.name, args)
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
                            progress=False if args.quiet else None)
-    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
     print(format_study(results))
-    if args.json:
-        write_json(args.json, results)
-        print(f"results written to {args.json}")
-    return 0
+    return _save(results, args)
 
 
 def _parse_param(text: str) -> tuple[str, list | tuple]:
@@ -104,7 +105,6 @@ def _sweep(args: argparse.Namespace) -> int:
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
     results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
                     max_members=args.max_members, progress=False if args.quiet else None)
-    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
     if results["pilot"]:
         dropped = [r for r in results["pilot"] if not r["learned"]]
         print(f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
@@ -116,10 +116,7 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
           f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
           f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
-    if args.json:
-        write_json(args.json, results)
-        print(f"results written to {args.json}")
-    return 0
+    return _save(results, args)
 
 
 def _demo(args: argparse.Namespace) -> int:

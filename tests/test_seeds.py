@@ -1,3 +1,5 @@
+import json
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -5,6 +7,7 @@ import pytest
 
 import nnlab
 from nnlab import seeds
+from nnlab.cli import main
 
 CFG = nnlab.TrainConfig(epochs=12, batch_size=10, optimizer="heavy_ball", learning_rate=0.05, patience=3)
 
@@ -65,8 +68,8 @@ def test_repeated_run_is_bitwise_identical():
 def test_chunks_equal_one_program_and_say_so(capsys):
     train, val = _data()
     cfg = CFG.replace(epochs=2, patience=None)
-    whole = seeds.fit_many(_model(), train, keys=[0, 1, 2], config=cfg, val=val)
-    chunked = seeds.fit_many(_model(), train, keys=[0, 1, 2], config=cfg, val=val, max_members=2)
+    whole = seeds.fit_many(_model(), train, keys=[0, 1], config=cfg, val=val)
+    chunked = seeds.fit_many(_model(), train, keys=[0, 1], config=cfg, val=val, max_members=1)
     assert chunked.chunks == 2 and "running 2 chunks" in capsys.readouterr().err
     _assert_close(chunked.variables, whole.variables)
     for ha, hb in zip(chunked.histories, whole.histories):
@@ -124,3 +127,15 @@ def test_seed_study_counts_by_hand():
     assert study["wrong_by_exactly_k"] == [2, 2, 1, 0]
     assert study["ensemble_errors"] == 1 and study["ensemble_test_error"] == 0.2
     np.testing.assert_allclose(study["test_error_std"], np.std([0.4, 0.4, 0.0], ddof=1))
+
+
+def test_cli_seeds_members_match_single_cli_runs(tmp_path, capsys):
+    path = tmp_path / "seeds.json"
+    assert main(["seeds", "xor", "--seeds", "2", "--seed", "5", "--epochs", "60", "--json", str(path), "--quiet"]) == 0
+    results = json.loads(path.read_text())
+    assert results["seeds"] == [5, 6] and len(results["pairwise_disagreement"]) == 1
+    assert {"seed_test_error", "ensemble_test_error", "train_seconds", "wrong_by_exactly_k"} <= set(results)
+    for i, seed in enumerate(results["seeds"]):
+        main(["train", "xor", "--seed", str(seed), "--epochs", "60", "--json", str(tmp_path / "one.json"), "--quiet"])
+        assert json.loads((tmp_path / "one.json").read_text())["test_error"] == results["seed_test_error"][i]
+    assert "xor-mlp, 2 seeds: test error mean" in capsys.readouterr().out
