@@ -149,18 +149,43 @@ def _evaluate_many(evaluate, variables, batches, y: np.ndarray) -> tuple[np.ndar
     return loss_sum / y.shape[0], errors / y.shape[0]
 
 
+def _optimizer(config: TrainConfig, steps_per_epoch: int, per_member: bool):
+    """(tx, config for the loss): `make_tx(config)`, or with per-member learning rate and L2 in the optimizer."""
+    if not per_member:
+        return make_tx(config, steps_per_epoch), config
+    tx = member_hyperparams(make_tx(config.replace(learning_rate=1.0), steps_per_epoch), 0.0, 0.0,
+                            decay_biases=config.decay_biases)
+    return tx, config.replace(weight_decay=0.0)
+
+
+def _members_that_fit(model: Model, x: np.ndarray, config: TrainConfig, per_member: bool) -> int | None:
+    """How many members fit in the accelerator's free memory (None on a CPU, which reports no limit).
+
+    Per member: four copies of the training state (state, its donated successor, best variables,
+    headroom) plus XLA's temporary buffers of one member's step, measured by compiling it.
+    """
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    free = stats["bytes_limit"] - stats.get("bytes_in_use", 0) - x.nbytes
+    batch = x.shape[0] if config.batch_size is None else min(config.batch_size, x.shape[0])
+    tx, loss_config = _optimizer(config, max(x.shape[0] // batch, 1), per_member)
+    state = init_state(model, tx, jnp.asarray(x[:1]), key=jax.random.key(0))
+    state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state) if not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
+    step = jax.jit(make_train_step(model, tx, loss_config))
+    compiled = step.lower(state, jnp.zeros((3,), jnp.float32), jnp.asarray(x[:batch]), jnp.zeros((batch,), jnp.int32),
+                          jnp.arange(batch).reshape(1, batch)).compile()
+    temp = getattr(compiled.memory_analysis(), "temp_size_in_bytes", 0)
+    return max(1, int(0.8 * free) // (4 * state_bytes + temp))
+
+
 def _fit_chunk(model: Model, x: np.ndarray, y: np.ndarray, keys: jax.Array, config: TrainConfig,
                val: tuple[np.ndarray, np.ndarray] | None, hparams: dict | None, bar: Progress):
     n, S = x.shape[0], keys.shape[0]
     batch = n if config.batch_size is None else min(config.batch_size, n)
-    if hparams is None:
-        tx = make_tx(config, n // batch)
-        state = init_many(model, tx, jnp.asarray(x[:1]), keys=keys)
-    else:
-        tx = member_hyperparams(make_tx(config.replace(learning_rate=1.0), n // batch),
-                                0.0, 0.0, decay_biases=config.decay_biases)
-        config = config.replace(weight_decay=0.0)
-        state = init_many(model, tx, jnp.asarray(x[:1]), keys=keys)
+    tx, config = _optimizer(config, n // batch, hparams is not None)
+    state = init_many(model, tx, jnp.asarray(x[:1]), keys=keys)
+    if hparams is not None:
         inner, _ = state.opt_state
         state = state.replace(opt_state=(inner, MemberHyperparams(
             jnp.asarray(hparams["learning_rate"], jnp.float32), jnp.asarray(hparams["weight_decay"], jnp.float32))))
@@ -224,7 +249,8 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
     on its own validation curve (its updates masked from then on) and keeps its own best
     variables. hparams: optional {'learning_rate': [S], 'weight_decay': [S]} per-member values
     replacing config's (L2 then acts through the optimizer, see `member_hyperparams`).
-    max_members: run at most this many members per program (chunks, announced on stderr).
+    max_members: run at most this many members per program (chunks, announced on stderr); by
+    default as many as the accelerator's free memory holds (all of them on a CPU).
     """
     key_data = jax.random.key_data(member_keys(keys))  # [S, 2]: each chunk wraps fresh keys from it
     S = key_data.shape[0]
@@ -242,11 +268,13 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
                 raise ValueError(f"hparams[{name!r}]: expected {S} values >= 0 (one per key), got {np.asarray(v)!r}")
         if config.optimizer == "adamw":
             raise ValueError("hparams: per-member weight decay needs an optimizer other than 'adamw', got 'adamw'")
-    size = S if max_members is None else max_members
-    check_positive(size, name="max_members", integer=True)
+    if max_members is not None:
+        check_positive(max_members, name="max_members", integer=True)
+    size = min(S, max_members or _members_that_fit(model, x, config, hparams is not None) or S)
     starts = list(range(0, S, size))
     if len(starts) > 1:
-        print(f"fit_many: {S} members do not fit at once (max_members={size}); running {len(starts)} chunks",
+        why = f"max_members={max_members}" if max_members else "estimated from the device's free memory"
+        print(f"fit_many: {S} members do not fit at once ({size} do, {why}); running {len(starts)} chunks",
               file=sys.stderr)
     bar = Progress(config.epochs * len(starts), label=f"fit_many[{S}]", enabled=progress)
     parts = []
