@@ -114,6 +114,8 @@ def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3
     that many epochs on `pilot_subset` training samples; those whose validation error stays at
     or above `learns_below` x chance level's error are dropped. The rest train the full
     `base.train`; the winner is the lowest validation error, and its test error is reported.
+    Every setting trains with `base.seed` (one initialization and data order where the shapes
+    agree), so the comparison isolates the knobs.
     """
     if not settings:
         raise ValueError("settings: expected at least one setting, got none")
