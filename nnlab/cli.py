@@ -91,7 +91,8 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
     """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
     name, sep, values = text.partition("=")
     if not sep or name not in KNOBS:
-        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, got {text!r}")
+        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, "
+                         f"got {text!r}")
     cast = str if name == "activation" else (int if name in ("batch_size", "width", "depth") else float)
     if ":" in values:
         low, high = values.split(":", 1)

@@ -39,7 +39,8 @@ def member_keys(keys) -> jax.Array:
     arr = keys if isinstance(keys, jax.Array) else jnp.asarray(keys)
     if not jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
         if arr.dtype != jnp.uint32 or arr.ndim != 2:
-            raise TypeError(f"keys: expected typed keys [S], raw uint32 key data [S, 2] or int seeds, got {arr.shape} {arr.dtype}")
+            raise TypeError(f"keys: expected typed keys [S], raw uint32 key data [S, 2] or int seeds, "
+                            f"got {arr.shape} {arr.dtype}")
         arr = jax.random.wrap_key_data(arr)
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise ValueError(f"keys: expected a non-empty batch of keys of shape [S], got shape {arr.shape}")
@@ -73,7 +74,8 @@ def member_hyperparams(inner: optax.GradientTransformation, learning_rate: float
 
     def update(grads, state, params=None):
         inner_state, hp = state
-        grads = jax.tree.map(lambda g, p: g + 2 * hp.weight_decay * p if decay_biases or p.ndim >= 2 else g, grads, params)
+        grads = jax.tree.map(lambda g, p: g + 2 * hp.weight_decay * p if decay_biases or p.ndim >= 2 else g,
+                             grads, params)
         updates, inner_state = inner.update(grads, inner_state, params)
         return jax.tree.map(lambda u: hp.learning_rate * u, updates), (inner_state, hp)
 
@@ -171,7 +173,8 @@ def _members_that_fit(model: Model, x: np.ndarray, config: TrainConfig, per_memb
     batch = x.shape[0] if config.batch_size is None else min(config.batch_size, x.shape[0])
     tx, loss_config = _optimizer(config, max(x.shape[0] // batch, 1), per_member)
     state = init_state(model, tx, jnp.asarray(x[:1]), key=jax.random.key(0))
-    state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state) if not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
+    state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state)
+                      if not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
     step = jax.jit(make_train_step(model, tx, loss_config))
     compiled = step.lower(state, jnp.zeros((3,), jnp.float32), jnp.asarray(x[:batch]), jnp.zeros((batch,), jnp.int32),
                           jnp.arange(batch).reshape(1, batch)).compile()
@@ -242,7 +245,8 @@ def _concat(trees):
 
 
 def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
-             hparams: dict | None = None, max_members: int | None = None, progress: bool | None = None) -> FitManyResult:
+             hparams: dict | None = None, max_members: int | None = None,
+             progress: bool | None = None) -> FitManyResult:
     """Trains S = len(keys) copies of `model` as one vmapped, jitted program (member i: key keys[i]).
 
     train: x [n, *model.input_shape], y [n]. With `val` and `config.patience`, each member stops

@@ -91,7 +91,8 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
     for program, (_, idx) in enumerate(_programs(base, settings).items()):
         cfg = _configure(base, settings[idx[0]])
         model = build_model(cfg, splits.train)
-        hparams = {k: [settings[i].get(k, getattr(cfg.train, k)) for i in idx] for k in ("learning_rate", "weight_decay")}
+        hparams = {k: [settings[i].get(k, getattr(cfg.train, k)) for i in idx]
+                   for k in ("learning_rate", "weight_decay")}
         r = fit_many(model, splits.train, keys=[base.seed] * len(idx), config=cfg.train, val=splits.val,
                      hparams=hparams, max_members=max_members, progress=progress)
         test_labels = (labels_of(predict_many(model, r.variables, splits.test.x, batch_size=cfg.train.eval_batch_size),
@@ -128,7 +129,8 @@ def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3
     if pilot_epochs:
         small = splits._replace(train=splits.train.take(min(pilot_subset, splits.train.n)))
         pilot_base = base.replace(train=base.train.replace(epochs=pilot_epochs, patience=None))
-        pilot_rows = _train_settings(pilot_base, settings, small, max_members=max_members, progress=progress, test=False)
+        pilot_rows = _train_settings(pilot_base, settings, small, max_members=max_members, progress=progress,
+                                     test=False)
         chance_error = 1.0 - 1.0 / max(splits.train.num_classes, 2)
         keep = [i for i, r in enumerate(pilot_rows) if r["val_error"] < learns_below * chance_error]
         if not keep:
