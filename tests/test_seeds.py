@@ -70,8 +70,9 @@ def test_repeated_run_is_bitwise_identical():
 def test_chunks_equal_one_program_and_say_so(capsys):
     train, val = _data()
     cfg = CFG.replace(epochs=2, patience=None)
-    whole = seeds.fit_many(_model(), train, keys=[0, 1], config=cfg, val=val)
-    chunked = seeds.fit_many(_model(), train, keys=[0, 1], config=cfg, val=val, max_members=1)
+    model = nnlab.mlp([2, 8, 3])
+    whole = seeds.fit_many(model, train, keys=[0, 1], config=cfg, val=val)
+    chunked = seeds.fit_many(model, train, keys=[0, 1], config=cfg, val=val, max_members=1)
     assert chunked.chunks == 2 and "(1 do, max_members=1); running 2 chunks" in capsys.readouterr().err
     _assert_close(chunked.variables, whole.variables)
     for ha, hb in zip(chunked.histories, whole.histories):
