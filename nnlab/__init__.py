@@ -5,8 +5,9 @@ The whole public API is re-exported here; modules with a leading underscore are 
 Importing nnlab changes no global JAX setting.
 """
 
-from . import configs, data, losses, nn, optim, report, train
-from ._run import RunConfig, build_model, load_splits, run
+from . import checkpoint, configs, data, losses, nn, optim, report, train
+from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
+from .checkpoint import Checkpoint, CheckpointError, Checkpointer, LoadedModel, load_model, read_checkpoint
 from .data import (
     ChecksumError, DataNotFoundError, Dataset, IdxFormatError, Normalization, Splits, blobs,
     fashion_mnist, fit_normalization, fixed_normalization, load_dataset, load_idx_folder,
@@ -27,6 +28,8 @@ from .train import FitResult, TrainConfig, TrainState, fit, init_state
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
+    "load_model", "read_checkpoint",
     "ChecksumError", "DataNotFoundError", "Dataset", "Evaluation", "FitResult", "IdxFormatError",
     "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",

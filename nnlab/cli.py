@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from . import configs
-from ._run import RunConfig, run
+from ._run import RunConfig, evaluate_checkpoint, run
 from .data import DataNotFoundError, load_dataset
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
@@ -35,6 +35,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training samples")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (Orbax) into DIR")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="save every N epochs (and at the end)")
+    p.add_argument("--keep", type=int, default=3, metavar="K", help="keep the last K checkpoints (and the best)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
 
 
 def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
@@ -58,13 +62,27 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
 
 def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
-    results, _ = run(cfg, progress=False if args.quiet else None)
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
+                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
     results["command"] = "nnlab " + shlex.join(sys.argv[1:])
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
           f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
           f"{results['train_seconds']:.1f} s on {results['device']}")
+    if args.json:
+        write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
+    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
+          f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
     if args.json:
         write_json(args.json, results)
         print(f"results written to {args.json}")
@@ -88,10 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_args(p_train)
     p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
     _add_train_args(p_demo)
+    p_eval = sub.add_parser("eval", help="test a saved model (a checkpoint, or a folder of them: its best)")
+    p_eval.add_argument("checkpoint", help="checkpoint folder (epoch_*) or --checkpoint-dir of a run")
+    p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
+    p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             return _train(args.name, args)
+        if args.command == "eval":
+            return _eval(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)
