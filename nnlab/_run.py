@@ -92,7 +92,8 @@ def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, kee
     latest = ckpt.latest()
     if resume and latest is not None:
         saved = json.loads((latest / "meta.json").read_text()).get("config") or {}
-        differ = sorted(k for k in set(saved) | set(ckpt.config) if k != "data_dir" and saved.get(k) != ckpt.config.get(k))
+        differ = sorted(k for k in set(saved) | set(ckpt.config)
+                        if k != "data_dir" and saved.get(k) != ckpt.config.get(k))
         if differ:
             raise CheckpointError(f"resume: {latest} was written by another config (fields {differ} differ)")
     return ckpt

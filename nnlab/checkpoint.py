@@ -4,12 +4,15 @@ One checkpoint is a folder `DIR/epoch_000012/`:
 
     arrays/         Orbax (OCDBT): {"state": the TrainState, "best": the best epoch's variables}
                     as nested dicts of arrays (PRNG keys as their uint32 key data)
-    meta.json       format, epoch, the run's config, fit's bookkeeping (history, best epoch, ...)
+    meta.json       format, epoch, the run's config, fit's bookkeeping (history, best epoch, ...),
+                    SHA-256 of the arrays' values
     manifest.json   SHA-256 and size of every other file, written last
 
 A save writes into `DIR/.tmp-epoch_000012/` and renames it into place only when complete,
 so a folder named `epoch_*` is always whole; restoring re-hashes every file against the
-manifest (Orbax itself verifies no values). Nothing is pickled: loading never runs code.
+manifest (Orbax itself verifies no values) and the restored values against meta.json. The
+manifest guards against incomplete, truncated and damaged files, not against someone who
+rewrites it along with the files. Nothing is pickled: loading never runs code.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import orbax.checkpoint as ocp
 
 from .data import Normalization
 from .nn import Model, get_model, with_normalization
+from .report import params_sha256
 
 FORMAT = "nnlab-checkpoint-1"
 _PREFIX = "epoch_"
@@ -191,6 +195,9 @@ def read_checkpoint(path: str | os.PathLike, template=None) -> Checkpoint:
     meta = verify(path)
     with ocp.StandardCheckpointer() as ckptr:
         plain = ckptr.restore(path / "arrays")
+    if params_sha256(plain) != meta["arrays_sha256"]:
+        raise CheckpointError(f"checkpoint: {path}: the restored values differ from the saved ones "
+                              f"(sha256 {params_sha256(plain)}, expected {meta['arrays_sha256']})")
     state, best = plain["state"], plain.get("best")
     if template is not None:
         state = from_plain(state, template, name=f"{path}: state")
@@ -250,8 +257,9 @@ class Checkpointer:
         arrays = {"state": to_plain(state)}
         if best_variables is not None:
             arrays["best"] = to_plain(best_variables)
-        meta = {"format": FORMAT, "epoch": epoch, "val_error": record.get("val_error"),
-                "val_loss": record.get("val_loss"), "log": log, "config": self.config}
+        meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
+                "val_error": record.get("val_error"), "val_loss": record.get("val_loss"), "log": log,
+                "config": self.config}
         if self._pool is None:
             return self._commit(epoch, arrays, meta)
         self._pending = self._pool.submit(self._commit, epoch, arrays, meta)

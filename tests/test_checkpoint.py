@@ -252,7 +252,8 @@ def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     # Orbax alone (no nnlab) reads the same arrays as plain nested dicts
     plain = ocp.StandardCheckpointer().restore(loaded.path / "arrays")["state"]
     np.testing.assert_array_equal(plain["params"]["1"]["W"], state.params[1]["W"])
-    np.testing.assert_array_equal(plain["model_state"]["normalization"]["mean"], state.model_state["normalization"].mean)
+    norm = plain["model_state"]["normalization"]
+    np.testing.assert_array_equal(norm["mean"], state.model_state["normalization"].mean)
 
 
 def test_from_plain_inverts_to_plain_for_optimizer_states():
