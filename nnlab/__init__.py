@@ -28,8 +28,6 @@ from .train import FitResult, TrainConfig, TrainState, fit, init_state
 __version__ = "0.1.0"
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
-    "load_model", "read_checkpoint",
     "ChecksumError", "DataNotFoundError", "Dataset", "Evaluation", "FitResult", "IdxFormatError",
     "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
@@ -41,4 +39,7 @@ __all__ = [
     "predict_labels", "read_idx", "report", "run", "schedule", "sgd", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "spirals", "squared_error", "train", "train_val_test",
     "with_normalization", "write_idx", "xor",
+    # checkpoints
+    "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
+    "load_model", "read_checkpoint",
 ]

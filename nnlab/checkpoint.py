@@ -18,7 +18,6 @@ rewrites it along with the files. Nothing is pickled: loading never runs code.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ import orbax.checkpoint as ocp
 
 from .data import Normalization
 from .nn import Model, get_model, with_normalization
-from .report import params_sha256
+from .report import file_sha256, params_sha256
 
 FORMAT = "nnlab-checkpoint-1"
 _PREFIX = "epoch_"
@@ -124,14 +123,6 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
 
@@ -151,7 +142,8 @@ def _write(folder: Path, arrays: dict, meta: dict) -> None:
         ckptr.save(folder / "arrays", arrays)
         ckptr.wait_until_finished()
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    manifest = {str(p.relative_to(folder)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in _files(folder)}
+    manifest = {str(p.relative_to(folder)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+                for p in _files(folder)}
     for p in _files(folder):
         _fsync(p)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -177,7 +169,7 @@ def verify(path: str | os.PathLike) -> dict:
         f = path / rel
         if not f.is_file():
             raise CheckpointError(f"checkpoint: {f} is listed in the manifest but missing")
-        size, sha = f.stat().st_size, _sha256(f)
+        size, sha = f.stat().st_size, file_sha256(f)
         if sha != want["sha256"]:
             raise CheckpointError(f"checkpoint: {f} was truncated or altered: {size} bytes, sha256 {sha}, "
                                   f"expected {want['bytes']} bytes, sha256 {want['sha256']}")

@@ -49,7 +49,7 @@ def _sigkill(proc: subprocess.Popen) -> None:
     proc.communicate()
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:
@@ -110,7 +110,7 @@ if sys.argv[2] == "arrays":
     save = C.ocp.StandardCheckpointer.save
     C.ocp.StandardCheckpointer.save = lambda self, *a, **k: (save(self, *a, **k), self.wait_until_finished(), stall())
 else:
-    C._sha256 = stall
+    C.file_sha256 = stall
 ckpt.save(state.replace(epoch=state.epoch + 2))
 """, str(tmp_path), stage)
     _wait_for(lambda: (tmp_path / "stalled").exists(), proc)
@@ -280,3 +280,5 @@ def test_cli_resume_after_a_lost_tail_and_eval(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args[:3], "61", "--quiet", "--checkpoint-dir", str(run_dir), "--resume"]) == 2
     assert "was written by another config (fields ['train'] differ)" in capsys.readouterr().err
+    assert main(["train", "xor", "--resume", "--quiet"]) == 2
+    assert "--resume: expected --checkpoint-dir DIR to resume from, got none" in capsys.readouterr().err
