@@ -120,6 +120,8 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     `resume`, training continues from its latest checkpoint (if any) and ends bitwise as
     the uninterrupted run would.
     """
+    if resume and checkpointer is None:
+        raise ValueError("resume: expected a checkpointer to resume from, got checkpointer=None")
     x, y = _check_data(model, train, "train")
     if val is not None:
         _check_data(model, val, "val")
