@@ -50,3 +50,12 @@ def test_python_dash_m_and_import_leave_jax_config_alone():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "nnlab", "train", "--help"], capture_output=True, text=True, check=True)
     assert "--train-subset" in out.stdout
+
+
+def test_demo_falls_back_to_xor_without_mnist(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    assert main(["demo", "--data-dir", str(tmp_path / "none"), "--epochs", "20", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "training XOR instead" in captured.err and "xor: test error" in captured.out
