@@ -59,3 +59,15 @@ def test_demo_falls_back_to_xor_without_mnist(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--data-dir", str(tmp_path / "none"), "--epochs", "20", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "training XOR instead" in captured.err and "xor: test error" in captured.out
+
+
+def test_json_results_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from nnlab import write_json
+
+    write_json(tmp_path / "r.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o666 & ~umask
