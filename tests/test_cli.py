@@ -1,9 +1,12 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
 import jax
 
+from nnlab import write_json
 from nnlab.cli import main
 
 REQUIRED = ["test_error", "test_errors", "n_test", "params", "epochs_run", "train_seconds", "device",
@@ -62,11 +65,6 @@ def test_demo_falls_back_to_xor_without_mnist(tmp_path, monkeypatch, capsys):
 
 
 def test_json_results_are_readable_by_others(tmp_path):
-    import os
-    import stat
-
-    from nnlab import write_json
-
     write_json(tmp_path / "r.json", {"a": 1})
     umask = os.umask(0)
     os.umask(umask)
