@@ -83,6 +83,9 @@ def write_json(path: str | os.PathLike, results: dict) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a results file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
