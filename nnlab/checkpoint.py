@@ -97,8 +97,10 @@ def to_plain(tree) -> dict:
     return _nest({p: _host(leaf) for p, leaf in _flat(tree).items()})
 
 
-def _describe(a) -> str:
-    return f"{tuple(np.shape(a))} {np.asarray(a).dtype if not _is_key(a) else 'key'}"
+def _spec(leaf) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype as stored (a PRNG key's as its key data)."""
+    a = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+    return tuple(np.shape(a)), np.dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)
 
 
 def from_plain(plain: dict, template, *, name: str = "checkpoint"):
@@ -110,9 +112,8 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
     want = _flat(template)
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
-    wrong = [f"{k}: checkpoint {_describe(got[k])}, model {_describe(_host(v))}"
-             for k, v in want.items() if k in got and (np.shape(got[k]) != np.shape(_host(v))
-                                                        or np.asarray(got[k]).dtype != _host(v).dtype)]
+    wrong = [f"{k}: checkpoint {_spec(got[k])[0]} {_spec(got[k])[1]}, model {_spec(v)[0]} {_spec(v)[1]}"
+             for k, v in want.items() if k in got and _spec(got[k]) != _spec(v)]
     if missing or unexpected or wrong:
         parts = [f"missing keys {missing}" if missing else "", f"unexpected keys {unexpected}" if unexpected else "",
                  f"mismatched shapes/dtypes [{'; '.join(wrong)}]" if wrong else ""]
