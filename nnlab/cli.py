@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from . import configs
-from ._run import RunConfig, run
+from ._run import RunConfig, evaluate_checkpoint, run
 from .data import DataNotFoundError, load_dataset
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
@@ -38,6 +38,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training samples")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (Orbax) into DIR")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="save every N epochs (and at the end)")
+    p.add_argument("--keep", type=int, default=3, metavar="K", help="keep the last K checkpoints (and the best)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
 
 
 def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
@@ -70,7 +74,10 @@ def _save(results: dict, args: argparse.Namespace) -> int:
 
 def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
-    results, _ = run(cfg, progress=False if args.quiet else None)
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
+                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
@@ -79,7 +86,14 @@ def _train(name: str, args: argparse.Namespace) -> int:
     return _save(results, args)
 
 
+def _no_checkpoints(args: argparse.Namespace) -> None:
+    if args.checkpoint_dir or args.resume:
+        raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
+                         f"(its members keep no checkpoints), got {args.checkpoint_dir or '--resume'}")
+
+
 def _seeds(args: argparse.Namespace) -> int:
+    _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
                            progress=False if args.quiet else None)
@@ -101,6 +115,7 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
     space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
@@ -117,6 +132,13 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
           f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
           f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
+    return _save(results, args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
+    print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
+          f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
     return _save(results, args)
 
 
@@ -151,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
     p_sweep.add_argument("--max-members", type=int, metavar="M", help="train at most M settings at once (chunks)")
     _add_train_args(p_sweep)
+    p_eval = sub.add_parser("eval", help="test a saved model (a checkpoint, or a folder of them: its best)")
+    p_eval.add_argument("checkpoint", help="checkpoint folder (epoch_*) or --checkpoint-dir of a run")
+    p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
+    p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -159,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return _seeds(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "eval":
+            return _eval(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)
