@@ -143,3 +143,9 @@ def test_cli_seeds_members_match_single_cli_runs(tmp_path, capsys):
         main(["train", "xor", "--seed", str(seed), "--epochs", "60", "--json", str(tmp_path / "one.json"), "--quiet"])
         assert json.loads((tmp_path / "one.json").read_text())["test_error"] == results["seed_test_error"][i]
     assert "xor-mlp, 2 seeds: test error mean" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["seeds", "sweep"])
+def test_cli_members_refuse_checkpoint_flags(command, tmp_path, capsys):
+    assert main([command, "xor", "--checkpoint-dir", str(tmp_path)]) == 2
+    assert f"--checkpoint-dir / --resume: expected neither with `nnlab {command}`" in capsys.readouterr().err
