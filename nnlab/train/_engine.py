@@ -8,8 +8,8 @@ metrics summed on the device, state buffers donated) and returns to the host onc
 - 'scan':   the whole epoch as one compiled `lax.scan`.
 
 'auto' takes 'unroll' on CPU and 'scan' elsewhere. On XLA:CPU (2-core EPYC, jax 0.10.2,
-the Flax example CNN, benchmarks/README.md) a convolution inside `lax.scan` ran about 25x
-slower than per-step dispatch, while chunks of 8 unrolled steps took 0.6x the per-step
+the Flax example CNN, benchmarks/README.md) a convolution inside `lax.scan` ran about 23x
+slower than per-step dispatch, while chunks of 8 unrolled steps took 0.7x the per-step
 time; on a GPU a scanned epoch removes the per-step launch and dispatch cost.
 """
 
