@@ -272,6 +272,11 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
                 raise ValueError(f"hparams[{name!r}]: expected {S} values >= 0 (one per key), got {np.asarray(v)!r}")
         if config.optimizer == "adamw":
             raise ValueError("hparams: per-member weight decay needs an optimizer other than 'adamw', got 'adamw'")
+    unsupported = {k: getattr(config, k) for k, ok in (("engine", ("auto", "step")), ("compute_dtype", ("float32",)),
+                                                       ("devices", (1,))) if getattr(config, k) not in ok}
+    if unsupported:
+        raise ValueError(f"config: fit_many runs float32 per-step programs on one device (engine 'auto' or 'step', "
+                         f"compute_dtype 'float32', devices 1), got {unsupported}")
     if max_members is not None:
         check_positive(max_members, name="max_members", integer=True)
     size = min(S, max_members or _members_that_fit(model, x, config, hparams is not None) or S)

@@ -109,6 +109,13 @@ def test_bad_hparams_and_max_members_are_named():
         seeds.fit_many(_model(), train, keys=[0, 1], max_members=0)
 
 
+@pytest.mark.parametrize("field, value", [("engine", "scan"), ("compute_dtype", "bfloat16"), ("devices", 2)])
+def test_fit_many_refuses_what_it_does_not_run(field, value):
+    train, _ = _data()
+    with pytest.raises(ValueError, match=f"fit_many runs float32 per-step programs on one device .* got {{'{field}'"):
+        seeds.fit_many(_model(), train, keys=[0, 1], config=nnlab.TrainConfig(**{field: value}))
+
+
 def test_ensemble_sums_softmax_probabilities():
     # member 0 prefers class 0 a little, member 1 prefers class 1 strongly: the sum follows member 1
     logits = np.log(np.array([[[0.6, 0.4]], [[0.1, 0.9]]]))
