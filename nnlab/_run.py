@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import jax
 
@@ -76,12 +76,15 @@ def build_model(config: RunConfig, train: D.Dataset):
     return with_normalization(model, D.fit_normalization(train.x, per_feature=config.normalize == "per_feature"))
 
 
-def run(config: RunConfig, *, progress: bool | None = None) -> tuple[dict, FitResult]:
-    """Trains and tests as `config` says; returns (results for --json, the FitResult)."""
+def run(config: RunConfig, *, progress: bool | None = None, callbacks: Sequence[Callable] = ()) -> tuple[dict, FitResult]:
+    """Trains and tests as `config` says; returns (results for --json, the FitResult).
+
+    `callbacks` go to `fit` (each gets epoch, state, record after every epoch)."""
     splits = load_splits(config)
     model = build_model(config, splits.train)
     val = splits.val if splits.val.n > 0 else None
-    result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress)
+    result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress,
+                 callbacks=callbacks)
     test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
                     loss=config.train.loss, batch_size=config.train.eval_batch_size)
     best = result.history[result.best_epoch - 1]

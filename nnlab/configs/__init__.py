@@ -3,11 +3,12 @@
 from typing import Callable
 
 from .._run import RunConfig
-from . import mnist_mlp, xor
+from . import mnist_cnn, mnist_mlp, xor
 
 CONFIGS: dict[str, Callable[[], RunConfig]] = {
     "xor": xor.get_config,
     "mnist-mlp": mnist_mlp.get_config,
+    "mnist-cnn": mnist_cnn.get_config,
 }
 
 
