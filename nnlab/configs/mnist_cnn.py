@@ -4,8 +4,8 @@ A funnel of 171,868 parameters, split 50,000 / 10,000 / 10,000, trained long wit
 regularisation: dropout, L2 weight decay and a fresh shift / rotation / zoom of every
 training image in every batch; the test error is that of the epoch best on validation.
 
-Command: `nnlab train mnist-cnn` (46 epochs, 70-80 min on a shared 2-core CPU);
-`nnlab train mnist-cnn --epochs 1` takes under 2 min there and tests below 2%.
+Command: `nnlab train mnist-cnn` (46 epochs, 48 min on a shared 2-core CPU: 0.34% test error);
+`nnlab train mnist-cnn --epochs 1` takes under a minute there (1.77%).
 """
 
 from .._run import RunConfig
