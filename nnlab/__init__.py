@@ -5,8 +5,9 @@ The whole public API is re-exported here; modules with a leading underscore are 
 Importing nnlab changes no global JAX setting.
 """
 
-from . import configs, data, losses, nn, optim, report, train
-from ._run import RunConfig, build_model, load_splits, run
+from . import checkpoint, configs, data, losses, nn, optim, report, seeds, sweep, train
+from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
+from .checkpoint import Checkpoint, CheckpointError, Checkpointer, LoadedModel, load_model, read_checkpoint
 from .data import (
     ChecksumError, DataNotFoundError, Dataset, IdxFormatError, Normalization, Splits, blobs,
     fashion_mnist, fit_normalization, fixed_normalization, load_dataset, load_idx_folder,
@@ -25,6 +26,8 @@ from .nn import (
 )
 from .optim import adam, adamw, freeze, gd, make_optimizer, momentum, schedule, sgd
 from .report import count_params, environment, format_table, params_sha256, write_json
+from .seeds import FitManyResult, ensemble_outputs, fit_many, init_many, predict_many, run_seeds, seed_study
+from .sweep import grid, random_search
 from .train import FitResult, TrainConfig, TrainState, fit, init_state
 
 __version__ = "0.1.0"
@@ -41,4 +44,10 @@ __all__ = [
     "predict_labels", "read_idx", "report", "run", "schedule", "sgd", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "spirals", "squared_error", "summary", "Summary", "train", "train_val_test",
     "with_normalization", "write_idx", "xor",
+    # checkpoints
+    "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
+    "load_model", "read_checkpoint",
+    # seeds and sweeps
+    "FitManyResult", "ensemble_outputs", "fit_many", "grid", "init_many", "predict_many", "random_search",
+    "run_seeds", "seed_study", "seeds", "sweep",
 ]

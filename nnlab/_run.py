@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Sequence
 
 import jax
 
 from . import data as D
+from .checkpoint import Checkpointer, CheckpointError, load_model
 from .evaluate import evaluate
 from .nn import get_model, with_normalization
 from .report import count_params, environment, params_sha256
@@ -44,6 +46,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """The inverse of `to_dict` (e.g. of a checkpoint's saved config)."""
+        train = dict(data.get("train", {}))
+        if "augmentation" in train:
+            train["augmentation"] = D.Augmentation(**train["augmentation"])
+        return cls(**{**data, "train": TrainConfig(**train)})
+
 
 _SYNTHETIC = {"spirals": D.spirals, "blobs": D.blobs}
 
@@ -76,15 +86,36 @@ def build_model(config: RunConfig, train: D.Dataset):
     return with_normalization(model, D.fit_normalization(train.x, per_feature=config.normalize == "per_feature"))
 
 
-def run(config: RunConfig, *, progress: bool | None = None, callbacks: Sequence[Callable] = ()) -> tuple[dict, FitResult]:
+def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, keep: int) -> Checkpointer:
+    """The run's checkpointer; on resume, its latest checkpoint must have been written by `config`."""
+    ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(config.to_dict())))
+    latest = ckpt.latest()
+    if resume and latest is not None:
+        saved = json.loads((latest / "meta.json").read_text()).get("config") or {}
+        differ = sorted(k for k in set(saved) | set(ckpt.config)
+                        if k != "data_dir" and saved.get(k) != ckpt.config.get(k))
+        if differ:
+            raise CheckpointError(f"resume: {latest} was written by another config (fields {differ} differ)")
+    return ckpt
+
+
+def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False, checkpoint_every: int = 1, keep: int = 3,
+        callbacks: Sequence[Callable] = ()) -> tuple[dict, FitResult]:
     """Trains and tests as `config` says; returns (results for --json, the FitResult).
 
-    `callbacks` go to `fit` (each gets epoch, state, record after every epoch)."""
+    With `checkpoint_dir`, checkpoints are written every `checkpoint_every` epochs (the last
+    `keep` and the best are kept); with `resume`, the run continues from the latest one.
+    `callbacks` go to `fit` (each gets epoch, state, record after every epoch).
+    """
     splits = load_splits(config)
     model = build_model(config, splits.train)
     val = splits.val if splits.val.n > 0 else None
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep)
     result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress,
-                 callbacks=callbacks)
+                 checkpointer=ckpt, resume=resume, callbacks=callbacks)
     test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
                     loss=config.train.loss, batch_size=config.train.eval_batch_size)
     best = result.history[result.best_epoch - 1]
@@ -109,3 +140,22 @@ def run(config: RunConfig, *, progress: bool | None = None, callbacks: Sequence[
         "command": os.environ.get("NNLAB_COMMAND"),
     }
     return results, result
+
+
+def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None) -> dict:
+    """Tests the model saved at `path` (a checkpoint, or a folder of them: its best) on its
+    run's test split; returns results for --json."""
+    loaded = load_model(path)
+    config = RunConfig.from_dict(loaded.config)
+    if data_dir is not None:
+        config = config.replace(data_dir=data_dir)
+    test = load_splits(config).test
+    ev = evaluate(loaded.model, loaded.variables, test.x, test.y, num_classes=test.num_classes,
+                  loss=config.train.loss, batch_size=config.train.eval_batch_size)
+    return {
+        "checkpoint": str(loaded.path), "model": config.model, "dataset": config.dataset,
+        "test_error": ev.error_rate, "test_errors": ev.errors, "n_test": ev.n, "test_loss": ev.loss,
+        "params": count_params(loaded.variables["params"]),
+        "params_sha256": params_sha256(loaded.variables["params"]), **environment(),
+        "config": config.to_dict(),
+    }

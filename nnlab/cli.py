@@ -7,11 +7,14 @@ import shlex
 import sys
 
 from . import configs
-from ._run import RunConfig, run
+from ._run import RunConfig, evaluate_checkpoint, run
 from .data import DataNotFoundError, load_dataset
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
+from .seeds import format_study, run_seeds
+from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
+from .train import as_key
 
 # CLI flag -> TrainConfig field
 _TRAIN_FLAGS = {
@@ -36,6 +39,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training samples")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (Orbax) into DIR")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="save every N epochs (and at the end)")
+    p.add_argument("--keep", type=int, default=3, metavar="K", help="keep the last K checkpoints (and the best)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
 
 
 def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
@@ -57,19 +64,83 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     return cfg.replace(**changes)
 
 
+def _save(results: dict, args: argparse.Namespace) -> int:
+    """Writes `results` to --json (when given), with the command that produced them."""
+    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    if args.json:
+        write_json(args.json, results)
+        print(f"results written to {args.json}")
+    return 0
+
+
 def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
-    results, _ = run(cfg, progress=False if args.quiet else None)
-    results["command"] = "nnlab " + shlex.join(sys.argv[1:])
+    if args.resume and args.checkpoint_dir is None:
+        raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
+                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
           f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
           f"{results['train_seconds']:.1f} s on {results['device']}")
-    if args.json:
-        write_json(args.json, results)
-        print(f"results written to {args.json}")
-    return 0
+    return _save(results, args)
+
+
+def _no_checkpoints(args: argparse.Namespace) -> None:
+    if args.checkpoint_dir or args.resume:
+        raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
+                         f"(its members keep no checkpoints), got {args.checkpoint_dir or '--resume'}")
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    _no_checkpoints(args)
+    cfg = config_from_args(args.name, args)
+    results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
+                           progress=False if args.quiet else None)
+    print(format_study(results))
+    return _save(results, args)
+
+
+def _parse_param(text: str) -> tuple[str, list | tuple]:
+    """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
+    name, sep, values = text.partition("=")
+    if not sep or name not in KNOBS:
+        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, "
+                         f"got {text!r}")
+    cast = str if name == "activation" else (int if name in ("batch_size", "width", "depth") else float)
+    if ":" in values:
+        low, high = values.split(":", 1)
+        return name, (float(low), float(high))
+    return name, [cast(v) for v in values.split(",")]
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    _no_checkpoints(args)
+    cfg = config_from_args(args.name, args)
+    space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
+    settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
+    results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
+                    max_members=args.max_members, progress=False if args.quiet else None)
+    if results["pilot"]:
+        dropped = [r for r in results["pilot"] if not r["learned"]]
+        print(f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
+              f"{len(results['pilot'])} settings did not learn and were dropped")
+        if dropped:
+            print(format_table(dropped, [*space, "val_error"]))
+    print(format_table(results["rows"], [*space, "val_error", "test_error", "best_epoch", "epochs_run", "program"]))
+    best = results["best"]
+    print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
+          f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
+          f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
+    return _save(results, args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
+    print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
+          f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
+    return _save(results, args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -91,6 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
     p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
     _add_train_args(p_demo)
+    p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
+    p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
+    p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
+    p_seeds.add_argument("--max-members", type=int, metavar="M", help="train at most M seeds at once (chunks)")
+    _add_train_args(p_seeds)
+    p_sweep = sub.add_parser("sweep", help="grid or random search, chosen on validation, reported on test")
+    p_sweep.add_argument("name", choices=sorted(configs.CONFIGS), help="the config to start from")
+    p_sweep.add_argument("--param", action="append", metavar="NAME=V1,V2|NAME=LOW:HIGH",
+                         help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})")
+    p_sweep.add_argument("--random", type=int, metavar="N", help="draw N random settings instead of the full grid")
+    p_sweep.add_argument("--pilot-epochs", type=int, default=3, help="epochs of the pilot stage (0: no pilot)")
+    p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
+    p_sweep.add_argument("--max-members", type=int, metavar="M", help="train at most M settings at once (chunks)")
+    _add_train_args(p_sweep)
+    p_eval = sub.add_parser("eval", help="test a saved model (a checkpoint, or a folder of them: its best)")
+    p_eval.add_argument("checkpoint", help="checkpoint folder (epoch_*) or --checkpoint-dir of a run")
+    p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
+    p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -98,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "summary":
             summary(get_model(args.model))
             return 0
+        if args.command == "seeds":
+            return _seeds(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "eval":
+            return _eval(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)

@@ -39,4 +39,5 @@ def mnist_data():
         if os.environ.get("CI"):
             pytest.fail("MNIST not found: CI must set NNLAB_DATA_DIR=../shared/data")
         pytest.skip("MNIST IDX files not found (set NNLAB_DATA_DIR)")
+    os.environ.setdefault("NNLAB_DATA_DIR", str(folder.parent))  # for tests that load by name, as the CLI does
     return nnlab.mnist(folder)

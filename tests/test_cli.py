@@ -1,9 +1,12 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
 import jax
 
+from nnlab import write_json
 from nnlab.cli import main
 
 REQUIRED = ["test_error", "test_errors", "n_test", "params", "epochs_run", "train_seconds", "device",
@@ -50,3 +53,19 @@ def test_python_dash_m_and_import_leave_jax_config_alone():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "nnlab", "train", "--help"], capture_output=True, text=True, check=True)
     assert "--train-subset" in out.stdout
+
+
+def test_demo_falls_back_to_xor_without_mnist(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    assert main(["demo", "--data-dir", str(tmp_path / "none"), "--epochs", "20", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "training XOR instead" in captured.err and "xor: test error" in captured.out
+
+
+def test_json_results_are_readable_by_others(tmp_path):
+    write_json(tmp_path / "r.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o666 & ~umask

@@ -125,3 +125,20 @@ def test_wrong_image_shape_is_rejected():
 def test_bad_config_is_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
         nnlab.TrainConfig(**{field: value})
+
+
+def test_linen_and_functional_mlp_train_identically():
+    """The same network as pure functions and as a Linen module, from the same start, ends the same."""
+    train, val = _spirals()
+    func = nnlab.mlp([2, 8, 2], activation="tanh")
+    linen = nnlab.from_linen(nnlab.MLP([8, 2], activation="tanh"))
+    tx = make_tx(SGD, 8)
+    s_func = nnlab.init_state(func, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
+    p = s_func.params
+    linen_params = {f"dense{i}": {"kernel": layer["W"].T, "bias": layer["s"]} for i, layer in enumerate(p)}
+    s_linen = s_func.replace(params=linen_params, opt_state=tx.init(linen_params))
+    r_func = nnlab.fit(func, train, key=jax.random.key(0), config=SGD, val=val, state=s_func)
+    r_linen = nnlab.fit(linen, train, key=jax.random.key(0), config=SGD, val=val, state=s_linen)
+    for i, layer in enumerate(r_func.state.params):
+        np.testing.assert_allclose(r_linen.state.params[f"dense{i}"]["kernel"], layer["W"].T, rtol=1e-5, atol=1e-6)
+    assert [h["val_error"] for h in r_func.history] == [h["val_error"] for h in r_linen.history]

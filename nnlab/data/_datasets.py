@@ -10,12 +10,12 @@ manifest, each file listed there is checked against it before reading.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ..report import file_sha256
 from ._dataset import Dataset
 from ._idx import read_idx
 
@@ -55,14 +55,6 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _manifest(folder: Path) -> dict[str, str]:
     path = folder / "SHA256SUMS"
     if not path.is_file():
@@ -79,7 +71,7 @@ def verify_checksums(folder: str | os.PathLike, files: list[str | os.PathLike], 
     """Raises `ChecksumError` for the first file whose SHA-256 differs from `known[file name]`."""
     for f in map(Path, files):
         expected = known.get(f.name)
-        if expected is not None and (got := _sha256(f)) != expected:
+        if expected is not None and (got := file_sha256(f)) != expected:
             raise ChecksumError(
                 f"{f}: SHA-256 mismatch, expected {expected} (from {Path(folder) / 'SHA256SUMS'}), "
                 f"got {got}; the file is corrupt or was replaced: fetch it again"

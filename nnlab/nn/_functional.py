@@ -57,18 +57,32 @@ def mlp_init(key: jax.Array, sizes: Sequence[int], *, activation: str = "sigmoid
 
 
 def mlp_apply(params: list[dict], x: jnp.ndarray, *, activation: str = "sigmoid",
-              output_activation: str = "identity") -> jnp.ndarray:
-    """Forward pass of `mlp_init`'s network: x: [batch, ...] (flattened) -> [batch, n_out]."""
+              output_activation: str = "identity", drop_rate: float = 0.0, key: jax.Array | None = None) -> jnp.ndarray:
+    """Forward pass of `mlp_init`'s network: x: [batch, ...] (flattened) -> [batch, n_out].
+
+    With `drop_rate` > 0 and a `key`, each hidden unit is set to zero with probability
+    drop_rate and the kept ones are scaled by 1 / (1 - drop_rate) (inverted dropout).
+    """
     h = x.reshape(x.shape[0], -1)
+    keys = jax.random.split(key, len(params)) if drop_rate > 0 and key is not None else None
     for i, layer in enumerate(params):
-        h = dense_apply(layer, h, activation=activation if i < len(params) - 1 else output_activation)
+        last = i == len(params) - 1
+        h = dense_apply(layer, h, activation=output_activation if last else activation)
+        if keys is not None and not last:
+            keep = jax.random.bernoulli(keys[i], 1.0 - drop_rate, h.shape)
+            h = jnp.where(keep, h / (1.0 - drop_rate), 0.0)
     return h
 
 
 def mlp(sizes: Sequence[int], *, activation: str = "sigmoid", output_activation: str = "identity",
-        input_shape: tuple[int, ...] | None = None, name: str = "mlp") -> Model:
-    """The functional MLP as a `Model`; input samples of `input_shape` are flattened to sizes[0]."""
+        input_shape: tuple[int, ...] | None = None, drop_rate: float = 0.0, name: str = "mlp") -> Model:
+    """The functional MLP as a `Model`; input samples of `input_shape` are flattened to sizes[0].
+
+    drop_rate: fraction of hidden units set to zero while training (dropout, keyed by `key`).
+    """
     sizes = list(sizes)
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
+        raise ValueError(f"drop_rate: expected a fraction in [0, 1), got {drop_rate!r}")
     check_activation(activation)
     check_activation(output_activation, arg="output_activation")
     if input_shape is not None:
@@ -80,7 +94,7 @@ def mlp(sizes: Sequence[int], *, activation: str = "sigmoid", output_activation:
         return {"params": mlp_init(key, sizes, activation=activation, output_activation=output_activation)}
 
     def apply(variables: dict, x: jax.Array, *, train: bool, key: jax.Array | None = None):
-        del train, key  # no dropout or batch statistics in the plain MLP
-        return mlp_apply(variables["params"], x, activation=activation, output_activation=output_activation), {}
+        return mlp_apply(variables["params"], x, activation=activation, output_activation=output_activation,
+                         drop_rate=drop_rate if train else 0.0, key=key), {}
 
     return Model(init, apply, input_shape, name)

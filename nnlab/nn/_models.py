@@ -14,9 +14,10 @@ def xor_mlp(activation: str = "sigmoid") -> Model:
     return mlp([2, 2, 1], activation=activation, output_activation="sigmoid", input_shape=(2,), name="xor-mlp")
 
 
-def mnist_mlp(activation: str = "relu", width: int = 100, depth: int = 2) -> Model:
+def mnist_mlp(activation: str = "relu", width: int = 100, depth: int = 2, drop_rate: float = 0.0) -> Model:
     """The lecture's "3-layer network" 784-100-100-10 (89,610 parameters), softmax logits out."""
-    return mlp([784, *[width] * depth, 10], activation=activation, input_shape=(28, 28, 1), name="mnist-mlp")
+    return mlp([784, *[width] * depth, 10], activation=activation, input_shape=(28, 28, 1), drop_rate=drop_rate,
+               name="mnist-mlp")
 
 
 def mnist_cnn(stages=((32,), (64,), (128,)), first_kernel: int = 5, hidden=(150,), drop_rate: float = 0.5,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from .._checks import check_inputs, check_labels
 from ..data import Dataset
@@ -19,6 +21,9 @@ from ._engine import run_epoch
 from ._progress import Progress
 from ._state import TrainState, as_key, init_state
 from ._step import epoch_order, make_train_step
+
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpointer
 
 Callback = Callable[[int, TrainState, dict], bool | None]
 
@@ -45,6 +50,44 @@ class FitResult(NamedTuple):
         return [h["seconds"] for h in self.history]
 
 
+@dataclasses.dataclass
+class FitLog:
+    """fit's bookkeeping besides the state: saved with each checkpoint so a resumed run
+    stops, and returns the best epoch, exactly as an uninterrupted one.
+
+    best: (val_error, val_loss) of the best epoch so far; since_best: epochs since then.
+    """
+
+    history: list[dict] = dataclasses.field(default_factory=list)
+    best: tuple[float, float] = (np.inf, np.inf)
+    best_variables: Any = None
+    best_epoch: int = 0
+    since_best: int = 0
+    stopped: bool = False
+
+    def to_json(self) -> dict:
+        """Everything but best_variables, as JSON-ready data (floats round-trip exactly)."""
+        return {"history": self.history, "best": list(self.best) if self.best_epoch else None,
+                "best_epoch": self.best_epoch, "since_best": self.since_best, "stopped": self.stopped}
+
+    @classmethod
+    def from_json(cls, data: dict, best_variables) -> "FitLog":
+        best = tuple(data["best"]) if data["best"] is not None else (np.inf, np.inf)
+        return cls(list(data["history"]), best, best_variables if data["best_epoch"] else None,
+                   data["best_epoch"], data["since_best"], data["stopped"])
+
+    def update(self, epoch: int, record: dict, variables) -> None:
+        """Notes the epoch's record; keeps a copy of `variables` when validation improved."""
+        self.history.append(record)
+        if record["val_error"] is None:
+            return
+        if (record["val_error"], record["val_loss"]) < self.best:
+            self.best, self.best_variables = (record["val_error"], record["val_loss"]), _copy(variables)
+            self.best_epoch, self.since_best = epoch, 0
+        else:
+            self.since_best += 1
+
+
 def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
     x = check_inputs(data.x, name=f"{name}.x", feature_shape=model.input_shape)
     y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y")
@@ -65,13 +108,20 @@ def _copy(tree):
 
 def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = TrainConfig(),
         val: Dataset | None = None, state: TrainState | None = None, progress: bool | None = None,
-        callbacks: Sequence[Callback] = ()) -> FitResult:
+        callbacks: Sequence[Callback] = (), tx: optax.GradientTransformation | None = None,
+        checkpointer: Checkpointer | None = None, resume: bool = False) -> FitResult:
     """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch.
 
     Pass `state` to continue a run (its counters and keys decide the remaining epochs and
     their data order). Each callback gets (epoch, state, record) after every epoch and
-    stops training by returning True.
+    stops training by returning True. `tx` replaces the optimizer of `config` (e.g. one
+    wrapped in `freeze`); the learning rate then is `tx`'s own. With a `checkpointer`, the
+    state and bookkeeping are saved every `checkpointer.every` epochs and at the end; with
+    `resume`, training continues from its latest checkpoint (if any) and ends bitwise as
+    the uninterrupted run would.
     """
+    if resume and checkpointer is None:
+        raise ValueError("resume: expected a checkpointer to resume from, got checkpointer=None")
     x, y = _check_data(model, train, "train")
     if val is not None:
         _check_data(model, val, "val")
@@ -79,20 +129,22 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
             raise ValueError(f"val.num_classes: expected {train.num_classes} like train, got {val.num_classes}")
     n = x.shape[0]
     batch = n if config.batch_size is None else min(config.batch_size, n)
-    tx = make_tx(config, n // batch)
+    tx = make_tx(config, n // batch) if tx is None else tx
     if state is None:
         state = init_state(model, tx, jnp.asarray(x[:1]), key=as_key(key))
+    log = FitLog()
+    if resume and checkpointer is not None and checkpointer.latest() is not None:
+        restored = checkpointer.restore(state)
+        state, log = restored.state, FitLog.from_json(restored.log, restored.best_variables)
     state = _copy(state)  # the steps donate their input state: never donate arrays the caller holds
     step = jax.jit(make_train_step(model, tx, config), donate_argnums=(0, 1))
     order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
     x_dev, y_dev = jax.device_put(x), jax.device_put(y)
 
-    history: list[dict] = []
-    best = (np.inf, np.inf)
-    best_variables, best_epoch, since_best, stopped = None, 0, 0, False
     bar = Progress(config.epochs, enabled=progress)
     start = time.perf_counter()
-    for epoch in range(int(state.epoch) + 1, config.epochs + 1):
+    first = int(state.epoch) + 1
+    for epoch in range(first, config.epochs + 1 if not log.stopped else first):
         t0 = time.perf_counter()
         order = order_fn(state.data_key, state.epoch, n, batch)
         state, metrics = run_epoch(step, state, x_dev, y_dev, order)
@@ -104,21 +156,20 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
             ev = evaluate(model, state.variables, val.x, val.y, num_classes=val.num_classes,
                           loss=config.loss, batch_size=config.eval_batch_size)
             record.update(val_loss=ev.loss, val_error=ev.error_rate)
-            if (ev.error_rate, ev.loss) < best:
-                best, best_variables, best_epoch, since_best = (ev.error_rate, ev.loss), _copy(state.variables), epoch, 0
-            else:
-                since_best += 1
+        log.update(epoch, record, state.variables)
         record["seconds"] = time.perf_counter() - t0
-        history.append(record)
         bar.update(epoch, record)
-        if any([cb(epoch, state, record) for cb in callbacks]):
-            stopped = True
+        log.stopped = any([cb(epoch, state, record) for cb in callbacks]) or (
+            config.patience is not None and val is not None and log.since_best >= config.patience)
+        if checkpointer is not None and (log.stopped or epoch == config.epochs or epoch % checkpointer.every == 0):
+            checkpointer.save(state, best_variables=log.best_variables, log=log.to_json())
+        if log.stopped:
             break
-        if config.patience is not None and val is not None and since_best >= config.patience:
-            stopped = True
-            break
+    if checkpointer is not None:
+        checkpointer.wait()
     bar.close()
     train_seconds = time.perf_counter() - start
+    best_variables, best_epoch = log.best_variables, log.best_epoch
     if best_variables is None:
         best_variables, best_epoch = state.variables, int(state.epoch)
-    return FitResult(best_variables, state, history, best_epoch, len(history), stopped, train_seconds)
+    return FitResult(best_variables, state, log.history, best_epoch, len(log.history), log.stopped, train_seconds)

@@ -1,0 +1,122 @@
+"""Seeds as an axis: what S vmapped members cost against S separate runs / one model.
+
+CPU part (always): the MNIST MLP (default recipe, a few epochs), S seeds as one `fit_many`
+program against S sequential `fit` calls, as ratios of training seconds (total, compilation
+included, and per epoch after the first) in the same process.
+
+CNN part (on a GPU, or with --cnn anywhere): the Flax MNIST example CNN, seconds per epoch of
+S vmapped members against one, for two formulations of its convolutions: Linen `nn.Conv`
+(which XLA turns into grouped convolutions under vmap) and patches + matrix multiply (which
+vmap turns into a batched matrix multiply).
+
+    python benchmarks/seeds_vmap.py --json benchmarks/results/seeds_vmap_cpu.json
+"""
+
+import argparse
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nnlab
+from nnlab import seeds
+
+
+class PatchConv(nn.Module):
+    """A SAME 3x3 convolution as patches [b, h, w, 9c] @ kernel [9c, features] (+ bias)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        patches = jax.lax.conv_general_dilated_patches(x, (3, 3), (1, 1), "SAME",
+                                                       dimension_numbers=("NHWC", "OIHW", "NHWC"))
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (patches.shape[-1], self.features))
+        return patches @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class FlaxExampleCNN(nn.Module):
+    """The Flax MNIST example CNN: conv32-pool-conv64-pool-dense256-dense10."""
+
+    patches: bool = False
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        del train
+        for features in (32, 64):
+            x = PatchConv(features)(x) if self.patches else nn.Conv(features, (3, 3))(x)
+            x = nn.avg_pool(nn.relu(x), (2, 2), (2, 2))
+        x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10)(x)
+
+
+def _steady_epoch_seconds(histories) -> float:
+    """Median seconds of the epochs after the first (which includes compilation)."""
+    return float(np.median([h["seconds"] for h in histories[0][1:]]))
+
+
+def cpu_mlp(members: int, epochs: int, rounds: int, data_dir) -> list[dict]:
+    """Rounds of (S vmapped, S sequential), alternating so that a busy machine slows both alike."""
+    cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
+    train_cfg = cfg.train.replace(epochs=epochs, patience=None)
+    splits = nnlab.load_splits(cfg)
+    model = nnlab.build_model(cfg, splits.train)
+    rows = []
+    for r in range(rounds):
+        many = seeds.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val,
+                              progress=False)
+        sequential = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val,
+                                progress=False) for i in range(members)]
+        seq_seconds = sum(r.train_seconds for r in sequential)
+        seq_epoch = sum(float(np.median(r.epoch_seconds[1:])) for r in sequential)
+        rows.append({"round": r, "model": "mnist-mlp", "members": members, "epochs": epochs,
+                     "vmapped_train_s": many.train_seconds, "sequential_train_s": seq_seconds,
+                     "speedup_total": seq_seconds / many.train_seconds,
+                     "vmapped_epoch_s": _steady_epoch_seconds(many.histories), "sequential_epoch_s": seq_epoch,
+                     "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories)})
+    return rows
+
+
+def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[dict]:
+    train, _ = nnlab.mnist(data_dir)
+    if train_subset:
+        train = train.take(train_subset)
+    cfg = nnlab.TrainConfig(epochs=epochs, batch_size=128, optimizer="sgd", learning_rate=0.1)
+    rows = []
+    for patches in (False, True):
+        model = nnlab.from_linen(FlaxExampleCNN(patches=patches), input_shape=(28, 28, 1))
+        one = seeds.fit_many(model, train, keys=[0], config=cfg, progress=False)
+        many = seeds.fit_many(model, train, keys=list(range(members)), config=cfg, progress=False)
+        t1, ts = _steady_epoch_seconds(one.histories), _steady_epoch_seconds(many.histories)
+        rows.append({"model": "flax-example-cnn", "conv": "patches @ kernel" if patches else "nn.Conv",
+                     "members": members, "one_epoch_seconds": t1, "members_epoch_seconds": ts,
+                     "cost_vs_one_model": ts / t1})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run (>= 2: the first includes compilation)")
+    p.add_argument("--rounds", type=int, default=2, help="MLP part: alternating rounds of vmapped / sequential")
+    p.add_argument("--cnn", action="store_true", help="run the CNN part on any backend (default: on a GPU only)")
+    p.add_argument("--cnn-train-subset", type=int, help="CNN part: first N training samples only")
+    p.add_argument("--skip-mlp", action="store_true")
+    p.add_argument("--data-dir")
+    p.add_argument("--json")
+    args = p.parse_args()
+    results = {**nnlab.environment()}
+    if not args.skip_mlp:
+        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.data_dir)
+        print(nnlab.format_table(results["mlp"]))
+    if args.cnn or jax.default_backend() == "gpu":
+        results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)
+        print(nnlab.format_table(results["cnn"]))
+    if args.json:
+        nnlab.write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
