@@ -51,8 +51,9 @@ def max_pool(x: jax.Array, window: int, stride: int | None = None, padding: str 
 
     x: [batch, h, w, c] -> [batch, (h - window) // stride + 1, (w - window) // stride + 1, c] with
     'VALID' (3x3 windows with stride 2 turn a 7x5 map into 3x2), ceil(h / stride) with 'SAME'.
-    Non-overlapping windows that tile the map take the maximum over a reshape, whose
-    gradient XLA:CPU computes several times faster than that of a reduce-window.
+    Non-overlapping windows that tile the map take the maximum over a reshape: on XLA:CPU its
+    gradient beats a reduce-window's (a small CNN's training step 1.4-1.75x faster,
+    benchmarks/pooling_cpu.py).
     """
     stride = window if stride is None else stride
     _check_window(x, window, stride, padding)
