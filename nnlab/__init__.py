@@ -20,7 +20,10 @@ from .evaluate import (
 from .losses import (
     l1_penalty, l2_penalty, sigmoid_cross_entropy, softmax_cross_entropy, squared_error,
 )
-from .nn import MLP, Model, from_linen, get_model, mlp, mlp_apply, mlp_init, with_normalization
+from .nn import (
+    MLP, LayerCost, Model, Summary, from_linen, get_model, mlp, mlp_apply, mlp_init, summary,
+    with_normalization,
+)
 from .optim import adam, adamw, freeze, gd, make_optimizer, momentum, schedule, sgd
 from .report import count_params, environment, format_table, params_sha256, write_json
 from .seeds import FitManyResult, ensemble_outputs, fit_many, init_many, predict_many, run_seeds, seed_study
@@ -31,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChecksumError", "DataNotFoundError", "Dataset", "Evaluation", "FitResult", "IdxFormatError",
-    "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
+    "LayerCost", "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
     "count_params", "data", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",
     "fit_normalization", "fixed_normalization", "format_table", "freeze", "from_linen", "gd",
@@ -39,7 +42,7 @@ __all__ = [
     "load_splits", "losses", "make_dataset", "make_optimizer", "misclassified", "mlp",
     "mlp_apply", "mlp_init", "mnist", "momentum", "nn", "optim", "params_sha256", "predict",
     "predict_labels", "read_idx", "report", "run", "schedule", "sgd", "sigmoid_cross_entropy",
-    "softmax_cross_entropy", "spirals", "squared_error", "train", "train_val_test",
+    "softmax_cross_entropy", "spirals", "squared_error", "summary", "Summary", "train", "train_val_test",
     "with_normalization", "write_idx", "xor",
     # checkpoints
     "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import jax
 
@@ -100,11 +100,13 @@ def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, kee
 
 
 def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
-        resume: bool = False, checkpoint_every: int = 1, keep: int = 3) -> tuple[dict, FitResult]:
+        resume: bool = False, checkpoint_every: int = 1, keep: int = 3,
+        callbacks: Sequence[Callable] = ()) -> tuple[dict, FitResult]:
     """Trains and tests as `config` says; returns (results for --json, the FitResult).
 
     With `checkpoint_dir`, checkpoints are written every `checkpoint_every` epochs (the last
     `keep` and the best are kept); with `resume`, the run continues from the latest one.
+    `callbacks` go to `fit` (each gets epoch, state, record after every epoch).
     """
     splits = load_splits(config)
     model = build_model(config, splits.train)
@@ -113,7 +115,7 @@ def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str 
     if checkpoint_dir is not None:
         ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep)
     result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress,
-                 checkpointer=ckpt, resume=resume)
+                 checkpointer=ckpt, resume=resume, callbacks=callbacks)
     test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
                     loss=config.train.loss, batch_size=config.train.eval_batch_size)
     best = result.history[result.best_epoch - 1]

@@ -9,6 +9,7 @@ import sys
 from . import configs
 from ._run import RunConfig, evaluate_checkpoint, run
 from .data import DataNotFoundError, load_dataset
+from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
 from .seeds import format_study, run_seeds
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train a named model and test it")
     p_train.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
     _add_train_args(p_train)
+    p_summary = sub.add_parser("summary", help="print a named model's layers: output shapes, parameters, operations")
+    p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
     p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
     _add_train_args(p_demo)
     p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
@@ -184,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args.name, args)
+        if args.command == "summary":
+            summary(get_model(args.model))
+            return 0
         if args.command == "seeds":
             return _seeds(args)
         if args.command == "sweep":

@@ -3,12 +3,13 @@
 from typing import Callable
 
 from .._run import RunConfig
-from . import flax_cnn, mnist_mlp, xor
+from . import flax_cnn, mnist_cnn, mnist_mlp, xor
 
 CONFIGS: dict[str, Callable[[], RunConfig]] = {
     "xor": xor.get_config,
     "mnist-mlp": mnist_mlp.get_config,
     "flax-cnn": flax_cnn.get_config,
+    "mnist-cnn": mnist_cnn.get_config,
 }
 
 

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from ._functional import mlp
+from ._layers import FunnelCNN
 from ._model import Model, from_linen
 
 
@@ -49,7 +50,18 @@ def flax_cnn() -> Model:
     return from_linen(FlaxExampleCNN(), input_shape=(28, 28, 1), name="flax-cnn")
 
 
-MODELS: dict[str, Callable[..., Model]] = {"xor-mlp": xor_mlp, "mnist-mlp": mnist_mlp, "flax-cnn": flax_cnn}
+def mnist_cnn(stages=((32,), (64,), (128,)), first_kernel: int = 5, hidden=(150,), drop_rate: float = 0.5,
+              batch_norm: bool = True) -> Model:
+    """The lecture's deep CNN for MNIST, a funnel of 171,868 parameters (see `FunnelCNN`):
+    5x5 conv 32 | pool 2 | 3x3 conv 64 | pool 2 | 3x3 conv 128 (unpadded) | 3x3 pool stride 2 |
+    dropout, fc 150 | dropout, fc 10; each convolution followed by batch norm and ReLU."""
+    module = FunnelCNN(stages=tuple(map(tuple, stages)), first_kernel=first_kernel, hidden=tuple(hidden),
+                       drop_rate=drop_rate, batch_norm=batch_norm)
+    return from_linen(module, input_shape=(28, 28, 1), name="mnist-cnn")
+
+
+MODELS: dict[str, Callable[..., Model]] = {"xor-mlp": xor_mlp, "mnist-mlp": mnist_mlp, "mnist-cnn": mnist_cnn,
+                                        "flax-cnn": flax_cnn}
 
 
 def get_model(name: str, **kwargs) -> Model:
