@@ -301,11 +301,13 @@ class Checkpointer:
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """`path` itself when it is one checkpoint; for a folder of checkpoints, its best one."""
+    """`path` itself when it is one checkpoint; for a folder of checkpoints, its latest one,
+    whose 'best' arrays hold the run's best variables so far (the best epoch itself may
+    not have been saved when checkpoints are written every N > 1 epochs)."""
     path = Path(path)
     if (path / "manifest.json").is_file() or path.name.startswith(_PREFIX):
         return path
-    found = Checkpointer(path).best()
+    found = Checkpointer(path).latest()
     if found is None:
         raise CheckpointError(f"checkpoint: expected a checkpoint or a folder of them, got {str(path)!r} (none found)")
     return found

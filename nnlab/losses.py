@@ -35,7 +35,8 @@ def squared_error_per_sample(outputs: jnp.ndarray, targets: jnp.ndarray) -> jnp.
 
 
 def sigmoid_cross_entropy_per_sample(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
-    """The lecture's per-output cross-entropy with y_k = sigmoid(u_k), from logits u: [batch, classes]:
+    """The lecture's per-output cross-entropy with y_k = sigmoid(u_k), from logits u: [batch, classes]
+    (raw pre-activations: a network whose output unit already applies the sigmoid wants squared_error):
     e_n = -sum_k [t_k ln y_k + (1 - t_k) ln(1 - y_k)] = sum_k [softplus(u_k) - t_k u_k] (stable)."""
     return jnp.sum(optax.sigmoid_binary_cross_entropy(logits, _target_vectors(logits, targets)), axis=-1)
 
@@ -43,6 +44,9 @@ def sigmoid_cross_entropy_per_sample(logits: jnp.ndarray, targets: jnp.ndarray) 
 def softmax_cross_entropy_per_sample(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
     """Categorical cross-entropy with y = softmax(u), from logits u: [batch, classes]:
     e_n = -sum_k t_k ln y_k = logsumexp(u) - u_label (stable)."""
+    if logits.shape[-1] < 2:
+        raise ValueError(f"logits: expected at least 2 classes for a softmax, got shape {logits.shape} "
+                         f"(one output: use sigmoid_cross_entropy on its logit, or squared_error)")
     t = _target_vectors(logits, targets)
     return -jnp.sum(t * jax.nn.log_softmax(logits, axis=-1), axis=-1)
 

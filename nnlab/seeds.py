@@ -26,7 +26,7 @@ from .losses import get_loss
 from .nn import Model
 from .report import count_params, environment, format_table, params_sha256
 from .train import TrainConfig, TrainState, as_key, epoch_order, init_state, make_train_step, make_tx
-from .train._loop import _check_data
+from .train._loop import _check_data, _check_patience
 from .train._progress import Progress
 
 
@@ -258,6 +258,7 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
     """
     key_data = jax.random.key_data(member_keys(keys))  # [S, 2]: each chunk wraps fresh keys from it
     S = key_data.shape[0]
+    _check_patience(config, val)
     x, y = _check_data(model, train, "train")
     val_xy = None
     if val is not None:
@@ -325,9 +326,11 @@ def predict_many(model: Model, variables, x, *, batch_size: int = 1000) -> np.nd
 
 
 def ensemble_outputs(outputs, *, loss: str = "softmax_cross_entropy") -> np.ndarray:
-    """The lecture's ensemble: the sum over members of their outputs [S, n, classes] -> [n, classes].
+    """The lecture's ensemble: the members' outputs [S, n, classes] summed, divided by S -> [n, classes].
 
-    Softmax models are summed as probabilities softmax(logits); other losses' outputs as they are.
+    Softmax models are combined as probabilities softmax(logits); other losses' outputs as they
+    are. Dividing by S leaves the argmax of the sum unchanged and keeps a single output on the
+    scale its decision threshold is meant for.
     """
     o = np.asarray(outputs, np.float64)
     if o.ndim != 3:
@@ -336,7 +339,7 @@ def ensemble_outputs(outputs, *, loss: str = "softmax_cross_entropy") -> np.ndar
     if loss == "softmax_cross_entropy":
         o = np.exp(o - o.max(axis=-1, keepdims=True))
         o = o / o.sum(axis=-1, keepdims=True)
-    return o.sum(axis=0)
+    return o.mean(axis=0)
 
 
 def labels_of(outputs, *, loss: str = "softmax_cross_entropy") -> np.ndarray:

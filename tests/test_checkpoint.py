@@ -238,6 +238,24 @@ def test_keeps_the_last_k_and_the_best(tmp_path):
 
 
 @pytest.mark.optax_promotion
+def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
+    nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=2), val=VAL,
+              checkpointer=nnlab.Checkpointer(tmp_path))
+    with pytest.raises(ValueError, match="checkpointer: .* already holds checkpoints of a run .*epoch_000002.*resume"):
+        nnlab.fit(MODEL, TRAIN, key=jax.random.key(1), config=CONFIG.replace(epochs=2), val=VAL,
+                  checkpointer=nnlab.Checkpointer(tmp_path))
+    assert nnlab.Checkpointer(tmp_path).epochs() == [1, 2]
+
+
+@pytest.mark.optax_promotion
+def test_a_folder_loads_the_best_variables_even_when_the_best_epoch_was_not_saved(tmp_path):
+    ckpt = nnlab.Checkpointer(tmp_path, every=3)
+    result = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=7), val=VAL, checkpointer=ckpt)
+    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path), _state())
+    assert _sha(loaded.best_variables) == _sha(result.variables)
+
+
+@pytest.mark.optax_promotion
 def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     cfg = nnlab.RunConfig(model="mnist-mlp", dataset="blobs", model_kwargs={"width": 8, "depth": 1})
     ckpt = nnlab.Checkpointer(tmp_path, config=cfg.to_dict())

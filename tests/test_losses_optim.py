@@ -102,3 +102,8 @@ def test_bad_optimizer_arguments():
         nnlab.make_optimizer("rmsprop", 0.1)
     with pytest.raises(ValueError, match="schedule: expected"):
         nnlab.schedule("linear", 0.1, total_steps=10)
+
+
+def test_softmax_needs_two_classes():
+    with pytest.raises(ValueError, match=r"logits: expected at least 2 classes for a softmax, got shape \(2, 1\)"):
+        nnlab.softmax_cross_entropy(jnp.zeros((2, 1)), jnp.array([0, 1]))

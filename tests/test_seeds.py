@@ -119,9 +119,16 @@ def test_fit_many_refuses_what_it_does_not_run(field, value):
 def test_ensemble_sums_softmax_probabilities():
     # member 0 prefers class 0 a little, member 1 prefers class 1 strongly: the sum follows member 1
     logits = np.log(np.array([[[0.6, 0.4]], [[0.1, 0.9]]]))
-    np.testing.assert_allclose(seeds.ensemble_outputs(logits), [[0.7, 1.3]])
+    np.testing.assert_allclose(seeds.ensemble_outputs(logits), [[0.35, 0.65]])
     np.testing.assert_array_equal(seeds.labels_of(seeds.ensemble_outputs(logits)), [1])
-    np.testing.assert_allclose(seeds.ensemble_outputs(np.array([[[0.2]], [[0.9]]]), loss="squared_error"), [[1.1]])
+    np.testing.assert_allclose(seeds.ensemble_outputs(np.array([[[0.2]], [[0.9]]]), loss="squared_error"), [[0.55]])
+
+
+def test_single_output_ensemble_keeps_its_threshold():
+    """Eight members that all say 0.1 (class 0) must not add up to a vote for class 1."""
+    out = seeds.ensemble_outputs(np.full((8, 1, 1), 0.1), loss="squared_error")
+    np.testing.assert_allclose(out, [[0.1]])
+    np.testing.assert_array_equal(seeds.labels_of(out, loss="squared_error"), [0])
 
 
 def test_seed_study_counts_by_hand():

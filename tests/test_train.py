@@ -121,6 +121,7 @@ def test_wrong_image_shape_is_rejected():
     ("learning_rate", -0.1, "learning_rate: expected a positive number"),
     ("weight_decay", -1.0, "weight_decay: expected a number >= 0"),
     ("loss", "hinge", "loss: expected one of"),
+    ("momentum", 1.0, r"momentum: expected a momentum in \[0, 1\), got 1.0"),
 ])
 def test_bad_config_is_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -142,3 +143,15 @@ def test_linen_and_functional_mlp_train_identically():
     for i, layer in enumerate(r_func.state.params):
         np.testing.assert_allclose(r_linen.state.params[f"dense{i}"]["kernel"], layer["W"].T, rtol=1e-5, atol=1e-6)
     assert [h["val_error"] for h in r_func.history] == [h["val_error"] for h in r_linen.history]
+
+
+def test_patience_without_validation_is_an_error():
+    train, _ = _spirals()
+    with pytest.raises(ValueError, match="patience: expected validation data"):
+        nnlab.fit(nnlab.mlp([2, 4, 2]), train, key=jax.random.key(0), config=SGD.replace(patience=3))
+
+
+def test_numpy_integer_seed_is_a_key():
+    a = _fit(np.int64(3), config=SGD.replace(epochs=1))
+    b = _fit(3, config=SGD.replace(epochs=1))
+    assert nnlab.params_sha256(a.variables["params"]) == nnlab.params_sha256(b.variables["params"])

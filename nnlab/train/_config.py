@@ -61,6 +61,8 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {self.loss!r}")
         check_positive(self.learning_rate, name="learning_rate")
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum: expected a momentum in [0, 1), got {self.momentum!r}")
         check_non_negative(self.weight_decay, name="weight_decay")
         check_non_negative(self.l1, name="l1")
         check_non_negative(self.warmup_epochs, name="warmup_epochs")

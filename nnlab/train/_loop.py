@@ -92,6 +92,13 @@ class FitLog:
             self.since_best += 1
 
 
+def _check_patience(config: TrainConfig, val: Dataset | None) -> None:
+    """Early stopping watches the validation error: patience without validation data is an error."""
+    if config.patience is not None and val is None:
+        raise ValueError(f"patience: expected validation data (val=..., or n_val > 0) to stop on, "
+                         f"got patience={config.patience} and val=None")
+
+
 def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
     x = check_inputs(data.x, name=f"{name}.x", feature_shape=model.input_shape)
     y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y")
@@ -118,7 +125,8 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
 
     Pass `state` to continue a run (its counters and keys decide the remaining epochs and
     their data order). Each callback gets (epoch, state, record) after every epoch and
-    stops training by returning True. `tx` replaces the optimizer of `config` (e.g. one
+    stops training by returning True; `state` is valid during the call only (the next
+    step donates its buffers): copy what you keep, e.g. `jax.tree.map(np.asarray, state.params)`. `tx` replaces the optimizer of `config` (e.g. one
     wrapped in `freeze`); the learning rate then is `tx`'s own. With a `checkpointer`, the
     state and bookkeeping are saved every `checkpointer.every` epochs and at the end; with
     `resume`, training continues from its latest checkpoint (if any) and ends bitwise as
@@ -126,6 +134,10 @@ def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = T
     """
     if resume and checkpointer is None:
         raise ValueError("resume: expected a checkpointer to resume from, got checkpointer=None")
+    if checkpointer is not None and not resume and checkpointer.latest() is not None:
+        raise ValueError(f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
+                         f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an empty folder")
+    _check_patience(config, val)
     x, y = _check_data(model, train, "train")
     if val is not None:
         _check_data(model, val, "val")

@@ -7,6 +7,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ..nn import Model
@@ -41,8 +42,8 @@ class TrainState:
 
 def as_key(key) -> jax.Array:
     """A typed PRNG key from a typed key, raw uint32 key data or an int seed."""
-    if isinstance(key, int):
-        return jax.random.key(key)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     data = jnp.asarray(key)
