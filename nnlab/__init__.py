@@ -43,7 +43,7 @@ __all__ = [
     "mlp_apply", "mlp_init", "mnist", "momentum", "nn", "optim", "params_sha256", "predict",
     "predict_labels", "read_idx", "report", "run", "schedule", "sgd", "sigmoid_cross_entropy",
     "softmax_cross_entropy", "spirals", "squared_error", "summary", "Summary", "train", "train_val_test",
-    "with_normalization", "write_idx", "xor",
+    "with_normalization", "write_json", "write_idx", "xor",
     # checkpoints
     "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
     "load_model", "read_checkpoint",

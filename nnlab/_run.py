@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
+import sys
 from typing import Any, Callable, Sequence
 
 import jax
@@ -63,7 +65,8 @@ def load_splits(config: RunConfig) -> D.Splits:
     if config.dataset == "xor":
         train = test = D.xor()
     elif config.dataset in _SYNTHETIC:
-        k_train, k_test = jax.random.split(jax.random.key(config.split_seed))
+        # fold_in keeps these draws apart from the split's own use of key(split_seed) below
+        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(config.split_seed), 1))
         train, test = _SYNTHETIC[config.dataset](1000, key=k_train), _SYNTHETIC[config.dataset](1000, key=k_test)
     else:
         train, test = D.load_dataset(config.dataset, config.data_dir)
@@ -138,7 +141,7 @@ def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str 
         "params_sha256": params_sha256(result.variables["params"]),
         "history": result.history,
         "config": config.to_dict(),
-        "command": os.environ.get("NNLAB_COMMAND"),
+        "command": "python " + shlex.join(sys.argv),  # the CLI replaces it with its own `nnlab ...` line
     }
     return results, result
 

@@ -19,14 +19,15 @@ class TrainConfig:
 
     batch_size None means full-batch gradient descent. weight_decay and l1 are the lambdas
     of the explicit L2 / L1 terms added to the loss (for 'adamw', weight_decay is the
-    decoupled decay instead). patience None trains all epochs; otherwise training stops
-    after `patience` epochs without a better validation error and the best epoch's
-    parameters are restored. `augmentation` draws a fresh variant of every training image
+    decoupled decay instead). With validation data, `fit` returns the parameters of the
+    epoch with the best validation error; patience None trains all epochs, otherwise
+    training stops after `patience` epochs without a better validation error. `augmentation` draws a fresh variant of every training image
     inside each step (evaluation never augments).
 
     engine: how an epoch's steps run (see nnlab.train.ENGINES): 'auto' picks per backend,
       'step' dispatches one compiled step per batch, 'unroll' compiles `unroll` steps as one
-      call, 'scan' compiles the whole epoch as one `lax.scan`. All give the same results.
+      call, 'scan' compiles the whole epoch as one `lax.scan`. They agree to float rounding per
+      step (XLA may fuse differently), not bit for bit over a long run.
     compute_dtype: 'float32', or 'bfloat16' to compute the training steps' forward and
       backward passes in bfloat16 while parameters, optimizer state and loss stay float32.
     devices: data parallelism: each batch is sharded over this many devices (0: all of
