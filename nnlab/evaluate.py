@@ -47,6 +47,11 @@ def _eval_batch(variables, x, y, mask, *, apply, loss, threshold):
     return loss_sum, pred, outputs
 
 
+@partial(jax.jit, static_argnames="apply")
+def _forward(variables, x, *, apply):
+    return apply(variables, x, train=False)[0]
+
+
 def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
     """Fixed-size batches (the last padded by repeating sample 0) with a mask of real samples."""
     n = x.shape[0]
@@ -81,9 +86,8 @@ def predict(model: Model, variables, x, *, batch_size: int = 1000) -> np.ndarray
     batch_size = min(batch_size, xa.shape[0])
     dummy = np.zeros(xa.shape[0], np.int32)
     outs = []
-    for xb, yb, mask, real in _batches(xa, dummy, batch_size):
-        _, _, out = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss="squared_error", threshold=0.5)
-        outs.append(np.asarray(out)[:real])
+    for xb, _, _, real in _batches(xa, dummy, batch_size):
+        outs.append(np.asarray(_forward(variables, xb, apply=model.apply))[:real])
     return np.concatenate(outs)
 
 

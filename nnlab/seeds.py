@@ -26,7 +26,7 @@ from .losses import get_loss
 from .nn import Model
 from .report import count_params, environment, format_table, params_sha256
 from .train import TrainConfig, TrainState, as_key, epoch_order, init_state, make_train_step, make_tx
-from .train._loop import _check_data, _check_patience
+from .train._loop import _check_data, _check_patience, _copy
 from .train._progress import Progress
 
 
@@ -220,7 +220,7 @@ def _fit_chunk(model: Model, x: np.ndarray, y: np.ndarray, keys: jax.Array, conf
             best[improved] = np.stack([val_error, val_loss], axis=1)[improved]
             best_epochs[improved] = epoch
             since_best = np.where(improved, 0, since_best + active)
-            best_variables = (jax.tree.map(lambda a: jnp.array(a, copy=True), state.variables) if best_variables is None
+            best_variables = (_copy(state.variables) if best_variables is None
                               else select(jnp.asarray(improved), state.variables, best_variables))
         seconds = time.perf_counter() - t0
         for i in np.flatnonzero(active):
