@@ -9,7 +9,7 @@ from . import checkpoint, configs, data, losses, nn, optim, report, seeds, sweep
 from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
 from .checkpoint import Checkpoint, CheckpointError, Checkpointer, LoadedModel, load_model, read_checkpoint
 from .data import (
-    ChecksumError, DataNotFoundError, Dataset, IdxFormatError, Normalization, Splits, blobs,
+    ChecksumError, DataNotFoundError, Dataset, DownloadError, IdxFormatError, Normalization, Splits, blobs,
     fashion_mnist, fit_normalization, fixed_normalization, load_dataset, load_idx_folder,
     make_dataset, mnist, read_idx, spirals, train_val_test, write_idx, xor,
 )
@@ -33,7 +33,7 @@ from .train import FitResult, TrainConfig, TrainState, fit, init_state
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChecksumError", "DataNotFoundError", "Dataset", "Evaluation", "FitResult", "IdxFormatError",
+    "ChecksumError", "DataNotFoundError", "Dataset", "DownloadError", "Evaluation", "FitResult", "IdxFormatError",
     "LayerCost", "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
     "count_params", "data", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",

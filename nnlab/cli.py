@@ -8,7 +8,7 @@ import sys
 
 from . import configs
 from ._run import RunConfig, evaluate_checkpoint, run
-from .data import DataNotFoundError, load_dataset
+from . import data as D
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
@@ -147,12 +147,43 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        load_dataset("mnist", args.data_dir)
-    except DataNotFoundError as e:
-        print(f"MNIST not found ({e}); training XOR instead.", file=sys.stderr)
-        return _train("xor", args)
+    """Trains the lecture's MNIST MLP on MNIST found on disk or downloaded; a compact summary off a terminal."""
+    D.locate("mnist", args.data_dir, mirror=args.mirror)
+    args.quiet = args.quiet or not sys.stdout.isatty()
     return _train("mnist-mlp", args)
+
+
+def _add_data_parser(sub) -> None:
+    """`nnlab data download|verify|where NAME`."""
+    p_data = sub.add_parser("data", help="download, verify or locate MNIST / Fashion-MNIST")
+    actions = p_data.add_subparsers(dest="action", required=True)
+    helps = {"download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
+             "verify": "check the files nnlab would read against their SHA-256",
+             "where": "print the folder nnlab reads the set from (or would download it into)"}
+    for action, text in helps.items():
+        p = actions.add_parser(action, help=text)
+        p.add_argument("name", choices=sorted(D.PUBLISHED), help="which data set")
+        p.add_argument("--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR "
+                                          "or ~/.cache/nnlab")
+        if action == "download":
+            p.add_argument("--mirror", metavar="URL", help="base URL tried first, laid out as URL/NAME/FILE "
+                                                           "(default $NNLAB_DATA_MIRROR)")
+
+
+def _data(args: argparse.Namespace) -> int:
+    if args.action == "download":
+        folder = D.download(args.name, args.data_dir, mirror=args.mirror)
+        print(folder)
+    elif args.action == "verify":
+        for path, status in D.verify_folder(args.name, args.data_dir):
+            print(f"{path}: {status}")
+    else:
+        found = D.find(args.name, args.data_dir)
+        folder = found if found is not None else D.data_root(args.data_dir) / args.name
+        print(folder)
+        if found is None:
+            print(f"{args.name}: not there yet; `nnlab data download {args.name}` fetches it", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_train_args(p_train)
     p_summary = sub.add_parser("summary", help="print a named model's layers: output shapes, parameters, operations")
     p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
-    p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
+    p_demo = sub.add_parser("demo", help="train the lecture's MNIST MLP (MNIST is downloaded when not found)")
     _add_train_args(p_demo)
+    p_demo.add_argument("--mirror", metavar="URL", help="base URL tried first for MNIST (default $NNLAB_DATA_MIRROR)")
+    _add_data_parser(sub)
     p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
     p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
     p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
@@ -196,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "data":
+            return _data(args)
         return _demo(args)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"nnlab: error: {e}", file=sys.stderr)

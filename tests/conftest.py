@@ -16,12 +16,16 @@ jax.config.update("jax_debug_key_reuse", True)
 
 import nnlab  # noqa: E402  (imported after the strict settings so any import-time work runs under them)
 
+# No test reaches the public mirrors (subprocesses inherit this); download tests serve their files on 127.0.0.1.
+os.environ["NNLAB_OFFLINE"] = "1"
+if os.environ.get("NNLAB_DATA_DIR"):  # CI passes ../shared/data: keep it valid for tests that change directory
+    os.environ["NNLAB_DATA_DIR"] = str(Path(os.environ["NNLAB_DATA_DIR"]).absolute())
+
 
 def mnist_dir() -> Path | None:
-    """The folder with MNIST's IDX files, from NNLAB_DATA_DIR or the repository's ../shared/data."""
-    candidates = [Path(os.environ["NNLAB_DATA_DIR"]) / "mnist"] if os.environ.get("NNLAB_DATA_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist")
-    return next((p for p in candidates if (p / "train-images-idx3-ubyte.gz").is_file()), None)
+    """The folder with MNIST's IDX files where nnlab finds it: $NNLAB_DATA_DIR/mnist or ~/.cache/nnlab/mnist
+    (where `nnlab demo` downloads it)."""
+    return nnlab.data.find("mnist")
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +42,6 @@ def mnist_data():
     if folder is None:
         if os.environ.get("CI"):
             pytest.fail("MNIST not found: CI must set NNLAB_DATA_DIR=../shared/data")
-        pytest.skip("MNIST IDX files not found (set NNLAB_DATA_DIR)")
+        pytest.skip("MNIST not found (run `nnlab data download mnist`, or set NNLAB_DATA_DIR)")
     os.environ.setdefault("NNLAB_DATA_DIR", str(folder.parent))  # for tests that load by name, as the CLI does
     return nnlab.mnist(folder)

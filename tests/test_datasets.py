@@ -1,6 +1,5 @@
 import hashlib
-import sys
-import types
+import re
 
 import numpy as np
 import pytest
@@ -58,43 +57,83 @@ def test_search_order(tmp_path, monkeypatch):
     assert nnlab.mnist(tmp_path / "explicit")[0].n == 2
     make_folder(tmp_path / "parent" / "mnist", n_train=4)
     assert nnlab.mnist(tmp_path / "parent")[0].n == 4
-
-
-def test_not_found_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path / "nothing"))
+    monkeypatch.delenv("NNLAB_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(nnlab.data._datasets, "SYSTEM_DIR", tmp_path / "system")
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    make_folder(tmp_path / "home" / ".cache" / "nnlab" / "mnist", n_train=5)
+    assert nnlab.mnist()[0].n == 5
+    monkeypatch.setattr(nnlab.data._places, "SYSTEM_DIR", tmp_path / "system")
+    make_folder(tmp_path / "system" / "fashion-mnist", n_train=7)
+    assert nnlab.fashion_mnist()[0].n == 7
+
+
+def test_explicit_data_dir_without_the_data_is_an_error(tmp_path, monkeypatch):
+    """Issue 10: `--data-dir /nonexistent` used to fall back to NNLAB_DATA_DIR and train."""
+    make_folder(tmp_path / "env" / "mnist")
+    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path / "env"))
+    for given in [tmp_path / "nonexistent", tmp_path / "env" / "other"]:
+        with pytest.raises(DataNotFoundError, match=f"data_dir {given} does not hold the data") as e:
+            nnlab.mnist(given)
+        assert "nnlab data download mnist --data-dir" in str(e.value)
+
+
+def test_not_found_without_download_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setattr(nnlab.data._places, "SYSTEM_DIR", tmp_path / "system")
     with pytest.raises(DataNotFoundError) as e:
-        nnlab.fashion_mnist(tmp_path / "given")
+        nnlab.fashion_mnist(download=False)
     msg = str(e.value)
-    for place in ["given", "nothing/fashion-mnist", ".cache/nnlab/fashion-mnist", "system/fashion-mnist",
-                  "tensorflow-datasets", "NNLAB_DATA_DIR"]:
+    for place in ["nothing/fashion-mnist", "system/fashion-mnist", "nnlab data download fashion-mnist"]:
         assert place in msg
 
 
-def test_tfds_fallback(tmp_path, monkeypatch):
-    """With no local files, a tfds that has the set prepared provides it (a stand-in module here)."""
-    monkeypatch.setenv("NNLAB_DATA_DIR", str(tmp_path / "nothing"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(nnlab.data._datasets, "SYSTEM_DIR", tmp_path / "system")
-    calls = []
+def _manifest_case(folder, text: bytes):
+    (folder / "SHA256SUMS").write_bytes(text)
+    with pytest.raises(ChecksumError) as e:
+        nnlab.load_idx_folder(folder)
+    assert str(folder / "SHA256SUMS") in str(e.value)
+    return str(e.value)
 
-    def data_source(name, *, try_gcs):
-        calls.append((name, try_gcs))
-        rec = lambda i: {"image": np.full((28, 28, 1), i, np.uint8), "label": i % 10}  # noqa: E731
-        return {"train": [rec(i) for i in range(5)], "test": [rec(i) for i in range(3)]}
 
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(data_source=data_source))
-    train, test = nnlab.load_dataset("mnist", tmp_path / "missing")
-    assert calls == [("mnist", False)]
-    assert train.x.shape == (5, 28, 28, 1) and test.y.tolist() == [0, 1, 2]
-    np.testing.assert_allclose(train.x[4], 4 / 255)
+def test_manifest_dot_slash_names_are_checked(tmp_path):
+    """Issue 10: an entry written `./name` was skipped, so a wrong hash passed."""
+    folder = make_folder(tmp_path)
+    msg = _manifest_case(folder, f"{'0' * 64}  ./{NAMES[3]}\n".encode())
+    assert f"{NAMES[3]}: SHA-256 mismatch, expected {'0' * 64}" in msg
+    msg = _manifest_case(folder, f"{'0' * 64} *./{NAMES[3]}\n".encode())  # sha256sum's binary mode
+    good = hashlib.sha256((folder / NAMES[3]).read_bytes()).hexdigest()
+    (folder / "SHA256SUMS").write_text(f"{good}  ./{NAMES[3]}\n\n{good.upper()} *{NAMES[3]}\n")
+    assert nnlab.load_idx_folder(folder)[1].n == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"not a checksum line\n", r"line 1: expected '<64 hex digits>  <file name>', got 'not a checksum line'"),
+    (f"{'0' * 63}  {NAMES[3]}\n".encode(), "line 1: expected '<64 hex digits>"),
+    (f"{'a' * 64}  ../{NAMES[3]}\n".encode(), r"line 1: expected a file name in the manifest's folder, got '../"),
+    (f"{'a' * 64}  {NAMES[3]}\n{'b' * 64}  {NAMES[3]}\n".encode(), "line 2: .* is listed twice"),
+    (b"\xff\xfe\x00garbage", "expected a UTF-8 text manifest"),
+    (f"{'a' * 64}  missing-file.gz\n".encode(), r"lists missing-file.gz, which is not in"),
+])
+def test_unreadable_manifests_are_errors_naming_the_manifest(tmp_path, text, message):
+    """Issue 10: garbage lines and listed-but-absent files were skipped, a non-UTF-8 manifest crashed."""
+    msg = _manifest_case(make_folder(tmp_path), text)
+    assert re.search(message, msg), msg
+
+
+def test_float_labels_are_not_truncated(tmp_path):
+    """Issue 10: a float label file holding 3.7 was silently read as label 3."""
+    folder = make_folder(tmp_path)
+    write_idx(folder / NAMES[3], np.array([0.0, 3.7, 1.0, 2.0], np.float32))
+    with pytest.raises(ValueError, match=f"{NAMES[3]}: expected integer class labels, got 3.7 at index 1"):
+        nnlab.load_idx_folder(folder)
+    write_idx(folder / NAMES[3], np.array([0.0, 3.0, 1.0, 2.0], np.float64))
+    assert nnlab.load_idx_folder(folder)[1].y.tolist() == [0, 3, 1, 2]
 
 
 def test_unknown_name():
     with pytest.raises(ValueError, match="name: expected one of"):
         nnlab.load_dataset("cifar")
+    with pytest.raises(ValueError, match="source: expected 'idx' or 'tfds'"):
+        nnlab.data.load("mnist", source="keras")
 
 
 def test_real_mnist(mnist_data):

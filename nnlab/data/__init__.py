@@ -1,16 +1,23 @@
-"""Data: the IDX format, MNIST/Fashion-MNIST, synthetic sets, splits and normalization."""
+"""Data: the IDX format, MNIST/Fashion-MNIST (on disk or downloaded), tensorflow-datasets sets,
+synthetic sets, splits and normalization."""
 
 from ._augment import Augmentation, augment
+from ._checksums import ChecksumError, read_manifest, verify_checksums
 from ._dataset import Dataset, make_dataset
-from ._datasets import ChecksumError, DataNotFoundError, fashion_mnist, load_dataset, load_idx_folder, mnist, verify_checksums
+from ._datasets import fashion_mnist, find, load, load_dataset, load_idx_folder, locate, mnist, verify_folder
+from ._download import DownloadError, download
 from ._idx import IdxFormatError, read_idx, write_idx
 from ._normalize import Normalization, fit_normalization, fixed_normalization
+from ._places import DataNotFoundError, data_root
+from ._published import PUBLISHED
 from ._splits import Splits, train_val_test
 from ._synthetic import blobs, spirals, xor
+from ._tfds import load_tfds
 
 __all__ = [
-    "Augmentation", "ChecksumError", "DataNotFoundError", "Dataset", "IdxFormatError", "Normalization", "Splits",
-    "augment", "blobs", "fashion_mnist", "fit_normalization", "fixed_normalization", "load_dataset",
-    "load_idx_folder", "make_dataset", "mnist", "read_idx", "spirals", "train_val_test",
-    "verify_checksums", "write_idx", "xor",
+    "Augmentation", "ChecksumError", "DataNotFoundError", "Dataset", "DownloadError", "IdxFormatError",
+    "Normalization", "PUBLISHED", "Splits", "augment", "blobs", "data_root", "download", "fashion_mnist", "find",
+    "fit_normalization", "fixed_normalization", "load", "load_dataset", "load_idx_folder", "load_tfds", "locate",
+    "make_dataset", "mnist", "read_idx", "read_manifest", "spirals", "train_val_test", "verify_checksums",
+    "verify_folder", "write_idx", "xor",
 ]

@@ -1,11 +1,12 @@
-"""MNIST and Fashion-MNIST from local IDX folders, or tensorflow-datasets as a fallback.
+"""MNIST and Fashion-MNIST from folders of IDX files, downloaded when no folder has them.
 
-Search order for a data set called `name`: the `data_dir` argument, then
-`$NNLAB_DATA_DIR/<name>/`, `~/.cache/nnlab/<name>/`, `/usr/share/datasets/<name>/`
-(where Debian's `dataset-fashion-mnist` installs), then tensorflow-datasets when it is
-installed and has the data prepared. A folder is used when it holds the four standard
-IDX files (`train-images-idx3-ubyte[.gz]`, ...). Where a folder has a `SHA256SUMS`
-manifest, each file listed there is checked against it before reading.
+Where a set called `name` is looked for: with an explicit `data_dir`, only in `data_dir`
+and `data_dir/<name>/` (a folder that does not hold it is an error, never a fallback);
+otherwise in `$NNLAB_DATA_DIR/<name>/` (or `~/.cache/nnlab/<name>/` when that variable is
+unset), then `/usr/share/datasets/<name>/` (Debian's `dataset-fashion-mnist`), and then it
+is downloaded into the first of those (`download`). A folder is used when it holds the
+four standard IDX files (`train-images-idx3-ubyte[.gz]`, ...); where it has a
+`SHA256SUMS`, the files are checked against it before reading.
 """
 
 from __future__ import annotations
@@ -16,66 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..report import file_sha256
+from ._checksums import MANIFEST, ChecksumError, read_manifest, verify_checksums
 from ._dataset import Dataset
+from ._download import download
 from ._idx import read_idx
-
-_FILES = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
-SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset packages install
-_TFDS_NAMES = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
-
-
-class DataNotFoundError(FileNotFoundError):
-    """No source could provide a data set; the message lists where nnlab looked."""
-
-
-class ChecksumError(ValueError):
-    """A local data file's SHA-256 differs from the one its manifest records."""
-
-
-def _candidates(name: str, data_dir) -> list[Path]:
-    out = []
-    if data_dir is not None:
-        out += [Path(data_dir), Path(data_dir) / name]
-    if os.environ.get("NNLAB_DATA_DIR"):
-        out.append(Path(os.environ["NNLAB_DATA_DIR"]) / name)
-    out.append(Path.home() / ".cache" / "nnlab" / name)
-    out.append(SYSTEM_DIR / name)
-    return out
-
-
-def _find_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _manifest(folder: Path) -> dict[str, str]:
-    path = folder / "SHA256SUMS"
-    if not path.is_file():
-        return {}
-    sums = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            sums[parts[1].lstrip("*")] = parts[0].lower()
-    return sums
-
-
-def verify_checksums(folder: str | os.PathLike, files: list[str | os.PathLike], known: dict[str, str]) -> None:
-    """Raises `ChecksumError` for the first file whose SHA-256 differs from `known[file name]`."""
-    for f in map(Path, files):
-        expected = known.get(f.name)
-        if expected is not None and (got := file_sha256(f)) != expected:
-            raise ChecksumError(
-                f"{f}: SHA-256 mismatch, expected {expected} (from {Path(folder) / 'SHA256SUMS'}), "
-                f"got {got}; the file is corrupt or was replaced: fetch it again"
-            )
+from ._places import IDX_FILES, DataNotFoundError, holds_set, idx_file, search_folders
+from ._published import PUBLISHED
+from ._tfds import load_tfds
 
 
 def _images(a: np.ndarray, path: Path) -> np.ndarray:
@@ -84,79 +32,146 @@ def _images(a: np.ndarray, path: Path) -> np.ndarray:
     return (a.astype(np.float32) / np.float32(255.0))[..., None]
 
 
-def _pair(x: np.ndarray, y: np.ndarray, px: Path, py: Path, name: str) -> Dataset:
+def _labels(y: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+    """`y` as int32 class labels, refusing non-integer values (a float 3.7 is not label 3)."""
     if y.ndim != 1:
-        raise ValueError(f"{py}: expected labels of shape [n], got shape {y.shape}")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{px} holds {x.shape[0]} images but {py} holds {y.shape[0]} labels; they must agree")
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{py}: expected labels in [0, 9], got values in [{y.min()}, {y.max()}]")
-    return Dataset(x, y.astype(np.int32), 10, name)
+        raise ValueError(f"{path}: expected labels of shape [n], got shape {y.shape}")
+    if y.dtype.kind == "f" and y.size:
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise ValueError(f"{path}: expected integer class labels, got {str(y[bad[0]])} at index {bad[0]}")
+    if y.size and (y.min() < 0 or y.max() > num_classes - 1):
+        raise ValueError(f"{path}: expected labels in [0, {num_classes - 1}], got values in [{y.min()}, {y.max()}]")
+    return y.astype(np.int32)
+
+
+def _pair(x: np.ndarray, y: np.ndarray, px: Path, py: Path, name: str) -> Dataset:
+    labels = _labels(y, py, 10)
+    if x.shape[0] != labels.shape[0]:
+        raise ValueError(f"{px} holds {x.shape[0]} images but {py} holds {labels.shape[0]} labels; they must agree")
+    return Dataset(x, labels, 10, name)
 
 
 def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bool = True) -> tuple[Dataset, Dataset]:
     """Reads the four standard IDX files in `folder` as (train, test) data sets.
 
-    Images come back as x: [n, 28, 28, 1] float32 in [0, 1], labels as y: [n] int32.
+    Images come back as x: [n, 28, 28, 1] float32 in [0, 1], labels as y: [n] int32. With
+    `verify`, the folder's `SHA256SUMS` (when it has one) is read strictly and each file it
+    lists is checked before reading.
     """
     folder = Path(folder)
-    paths = {k: _find_file(folder, stem) for k, stem in _FILES.items()}
-    missing = [_FILES[k] for k, p in paths.items() if p is None]
+    paths = {k: idx_file(folder, stem) for k, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
     if missing:
         raise DataNotFoundError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
     if verify:
-        verify_checksums(folder, list(paths.values()), _manifest(folder))
+        verify_checksums(folder, list(paths.values()), read_manifest(folder))
     arrays = {k: read_idx(p) for k, p in paths.items()}
-    train = _pair(_images(arrays["train_x"], paths["train_x"]), arrays["train_y"], paths["train_x"], paths["train_y"], f"{name}-train")
-    test = _pair(_images(arrays["test_x"], paths["test_x"]), arrays["test_y"], paths["test_x"], paths["test_y"], f"{name}-test")
+    train = _pair(_images(arrays["train_x"], paths["train_x"]), arrays["train_y"], paths["train_x"], paths["train_y"],
+                  f"{name}-train")
+    test = _pair(_images(arrays["test_x"], paths["test_x"]), arrays["test_y"], paths["test_x"], paths["test_y"],
+                 f"{name}-test")
     return train, test
 
 
-def _from_tfds(name: str) -> tuple[Dataset, Dataset] | None:
-    try:
-        import tensorflow_datasets as tfds  # optional extra
-    except ImportError:
-        return None
-    try:
-        source = tfds.data_source(_TFDS_NAMES[name], try_gcs=False)
-        splits = []
-        for split in ("train", "test"):
-            records = source[split]
-            x = np.stack([np.asarray(r["image"]) for r in records])
-            y = np.asarray([int(r["label"]) for r in records])
-            splits.append(_pair(_images(x.reshape(x.shape[:3]), Path(f"tfds:{name}/{split}")), y,
-                                Path(f"tfds:{name}/{split}/image"), Path(f"tfds:{name}/{split}/label"), f"{name}-{split}"))
-        return splits[0], splits[1]
-    except Exception:  # tfds raises many kinds of errors when a set is not prepared
-        return None
+def _check_name(name: str) -> None:
+    if name not in PUBLISHED:
+        raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> tuple[Dataset, Dataset]:
-    """(train, test) for `name` in {'mnist', 'fashion-mnist'}, from the first source that has it."""
-    if name not in _TFDS_NAMES:
-        raise ValueError(f"name: expected one of {sorted(_TFDS_NAMES)}, got {name!r}")
-    looked = []
-    for folder in _candidates(name, data_dir):
-        if all(_find_file(folder, stem) for stem in _FILES.values()):
-            return load_idx_folder(folder, name=name, verify=verify)
-        looked.append(str(folder))
-    found = _from_tfds(name)
-    if found is not None:
-        return found
-    raise DataNotFoundError(
-        f"{name}: no source has the data. Looked for the four IDX files "
-        f"({', '.join(_FILES.values())}, raw or .gz) in: {'; '.join(looked)}; "
-        f"and in tensorflow-datasets (not installed, or '{_TFDS_NAMES[name]}' not prepared). "
-        f"Put the files in one of those folders, set NNLAB_DATA_DIR to a folder holding '{name}/', "
-        f"or pass data_dir / --data-dir."
-    )
+def find(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The first folder that holds the four IDX files of `name` (see the module's search order), or None."""
+    _check_name(name)
+    return next((folder for folder in search_folders(name, data_dir) if holds_set(folder)), None)
 
 
-def mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> tuple[Dataset, Dataset]:
+def locate(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
+           mirror: str | None = None) -> Path:
+    """The folder holding `name`: found on disk, else (without `data_dir`) downloaded.
+
+    An explicit `data_dir` that does not hold the set raises `DataNotFoundError`.
+    """
+    folder = find(name, data_dir)
+    if folder is not None:
+        return folder
+    looked = " or ".join(str(p) for p in search_folders(name, data_dir))
+    stems = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
+    if data_dir is not None:
+        raise DataNotFoundError(f"{name}: data_dir {data_dir} does not hold the data: looked for {stems} in {looked}; "
+                                f"`nnlab data download {name} --data-dir {data_dir}` fetches it there")
+    if not download_missing:
+        raise DataNotFoundError(f"{name}: not found: looked for {stems} in {looked}; "
+                                f"`nnlab data download {name}` fetches it")
+    return download(name, mirror=mirror)
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True,
+                 download: bool = True, mirror: str | None = None) -> tuple[Dataset, Dataset]:
+    """(train, test) for `name` in {'mnist', 'fashion-mnist'}: found on disk, else downloaded.
+
+    `download=False` never touches the network; `mirror` is a base URL tried first (see `download`).
+    """
+    folder = locate(name, data_dir, download_missing=download, mirror=mirror)
+    return load_idx_folder(folder, name=name, verify=verify)
+
+
+def verify_folder(name: str, data_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """Checks the files of `name` where nnlab finds them; returns [(file, what it was checked against)].
+
+    Each file is checked against its folder's `SHA256SUMS` when listed there, else against
+    the published SHA-256; a raw (uncompressed) file with neither is reported as unchecked.
+    Raises `ChecksumError` naming every file that fails, `DataNotFoundError` when no folder holds the set.
+    """
+    folder = locate(name, data_dir, download_missing=False)
+    recorded = read_manifest(folder)
+    published = {f.name: f.sha256 for f in PUBLISHED[name].files}
+    rows, bad = [], []
+    for stem in IDX_FILES.values():
+        path = idx_file(folder, stem)
+        got = file_sha256(path)
+        if path.name in recorded:
+            expected, against = recorded[path.name], f"{folder / MANIFEST}"
+        elif path.name in published:
+            expected, against = published[path.name], "the published SHA-256"
+        else:
+            rows.append((path, "not checked: no SHA-256 known for it"))
+            continue
+        if got != expected:
+            bad.append(f"{path}: SHA-256 {got}, expected {expected} ({against})")
+            continue
+        differs = path.name in published and got != published[path.name]
+        rows.append((path, f"ok ({against}{'; differs from the published file' if differs else ''})"))
+    if bad:
+        raise ChecksumError("; ".join(bad))
+    return rows
+
+
+def mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
+          download: bool = True) -> tuple[Dataset, Dataset]:
     """MNIST digits as (train [60000], test [10000]); x: [n, 28, 28, 1] float32 in [0, 1]."""
-    return load_dataset("mnist", data_dir, verify=verify)
+    return load_dataset("mnist", data_dir, verify=verify, download=download)
 
 
-def fashion_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> tuple[Dataset, Dataset]:
+def fashion_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
+                  download: bool = True) -> tuple[Dataset, Dataset]:
     """Fashion-MNIST as (train [60000], test [10000]); same layout as `mnist`."""
-    return load_dataset("fashion-mnist", data_dir, verify=verify)
+    return load_dataset("fashion-mnist", data_dir, verify=verify, download=download)
+
+
+def load(name: str, split: str = "train", *, source: str = "idx", data_dir: str | os.PathLike | None = None,
+         download: bool = True, mirror: str | None = None) -> Dataset:
+    """One split of a data set as a `Dataset` (images x: [n, height, width, channels] float32 in [0, 1]).
+
+    source='idx': 'mnist' or 'fashion-mnist' from IDX files (found on disk or downloaded, see
+    `load_dataset`), split 'train' or 'test'. source='tfds': any image-classification set of
+    tensorflow-datasets that is prepared in `data_dir` (tfds's default folder when None),
+    any tfds split ('train', 'test[:10%]', ...), read without TensorFlow (`load_tfds`).
+    """
+    if source == "tfds":
+        return load_tfds(name, split, data_dir=data_dir)
+    if source != "idx":
+        raise ValueError(f"source: expected 'idx' or 'tfds', got {source!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test' for IDX files, got {split!r}")
+    train, test = load_dataset(name, data_dir, download=download, mirror=mirror)
+    return train if split == "train" else test
