@@ -39,12 +39,14 @@ class Interrupted(KeyboardInterrupt):
 
     def describe(self) -> str:
         if self.epoch is None:
-            return f"interrupted by {self.signal_name}"
-        where = (f"during epoch {self.epoch + 1} (that epoch is lost)" if self.during_epoch
-                 else f"after epoch {self.epoch}")
+            where = ""  # outside the training loop
+        elif self.during_epoch:
+            where = f" during epoch {self.epoch + 1} (that epoch is lost)"
+        else:
+            where = f" after epoch {self.epoch}"
         saved = (f"the newest checkpoint is {self.checkpoint}" if self.checkpoint is not None
-                 else "nothing was saved (no checkpoint folder)")
-        return f"interrupted by {self.signal_name} {where}: {saved}"
+                 else "no checkpoint was saved")
+        return f"interrupted by {self.signal_name}{where}: {saved}"
 
 
 class _Deferral:

@@ -373,7 +373,9 @@ class Checkpointer:
                 raise CheckpointError(f"checkpoint_dir: expected a folder, got {self.directory} (not a folder)")
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                lock = open(self.directory / _LOCK, "a")
+                # read-only: flock needs no write access, and an open writable file would keep a
+                # file system from being remounted read-only
+                lock = os.fdopen(os.open(self.directory / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
             except OSError as e:
                 raise CheckpointError(f"checkpoint_dir: cannot write checkpoints to {self.directory} "
                                       f"({e.strerror or e})") from None

@@ -16,7 +16,7 @@ from . import configs
 from ._paths import check_output_path
 from ._run import RunConfig, evaluate_checkpoint, run
 from ._signals import Interrupted
-from .checkpoint import CheckpointWarning
+from .checkpoint import Checkpointer, CheckpointWarning
 from .data import DataNotFoundError, load_dataset
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
@@ -204,9 +204,12 @@ def is_user_error(e: BaseException) -> bool:
     return filename.startswith(_PACKAGE) and linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise ")
 
 
-def _interrupted(e: Interrupted, argv: list[str]) -> int:
+def _interrupted(e: Interrupted, argv: list[str], args: argparse.Namespace) -> int:
     """One line: what was saved and how to resume; the exit code 128 + signal (130, 143)."""
-    line = f"nnlab: {e.describe()}" + ("" if e.epoch is not None else "; nothing was saved")
+    if e.checkpoint is None and getattr(args, "checkpoint_dir", None):  # interrupted outside the training loop
+        e = Interrupted(e.signum, epoch=e.epoch, during_epoch=e.during_epoch,
+                        checkpoint=Checkpointer(args.checkpoint_dir).latest())
+    line = f"nnlab: {e.describe()}"
     if e.checkpoint is not None:
         line += f"; resume with: nnlab {shlex.join(argv if '--resume' in argv else [*argv, '--resume'])}"
     print(line, file=sys.stderr)
@@ -272,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return _command(args)
     except Interrupted as e:
-        return _interrupted(e, argv)
+        return _interrupted(e, argv, args)
     except KeyboardInterrupt:
-        return _interrupted(Interrupted(signal.SIGINT), argv)
+        return _interrupted(Interrupted(signal.SIGINT), argv, args)
     except Exception as e:
         if getattr(args, "debug", False) or not is_user_error(e):
             raise

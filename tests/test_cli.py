@@ -120,6 +120,24 @@ def test_a_signal_ends_training_cleanly_with_a_final_checkpoint_and_one_line(tmp
     assert ckpt.epochs()[-1] == epoch + 5
 
 
+def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, capsys):
+    """Finding: Ctrl-C printed 70-140 lines of tracebacks (here: while data loads or the test
+    set is evaluated, outside the training loop)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnlab.cli, "run", interrupted)
+    assert main(["train", "xor", "--quiet"]) == 130
+    assert capsys.readouterr().err == "nnlab: interrupted by SIGINT: no checkpoint was saved\n"
+    nnlab.Checkpointer(tmp_path / "ck").save(nnlab.init_state(
+        nnlab.get_model("xor-mlp"), nnlab.train.make_tx(nnlab.TrainConfig(), 1), np.zeros((1, 2), np.float32),
+        key=jax.random.key(0)))
+    assert main(["train", "xor", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]) == 130
+    assert capsys.readouterr().err == (f"nnlab: interrupted by SIGINT: the newest checkpoint is {tmp_path}/ck/"
+                                       f"epoch_000000; resume with: nnlab train xor --quiet --checkpoint-dir "
+                                       f"{tmp_path}/ck --resume\n")
+
+
 def test_output_paths_are_checked_before_training(tmp_path, capsys):
     """Finding: `--json` into a folder or an unwritable place failed only after training, losing
     the results."""
@@ -127,7 +145,8 @@ def test_output_paths_are_checked_before_training(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     cases = [
         (["--json", str(tmp_path / "folder")], "--json: expected a file path, got .*folder' \\(a folder\\)"),
-        (["--json", str(tmp_path / "file" / "r.json")], "--json: expected a file path, got .* is a file, not a folder\\)"),
+        (["--json", str(tmp_path / "file" / "r.json")],
+         "--json: expected a file path, got .* is a file, not a folder\\)"),
         (["--checkpoint-dir", str(tmp_path / "file")], "--checkpoint-dir: expected a folder, got .*file' \\(a file\\)"),
     ]
     for flags, message in cases:
