@@ -7,7 +7,10 @@ Importing nnlab changes no global JAX setting.
 
 from . import checkpoint, configs, data, losses, nn, optim, report, seeds, sweep, train
 from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
-from .checkpoint import Checkpoint, CheckpointError, Checkpointer, LoadedModel, load_model, read_checkpoint
+from ._signals import Interrupted
+from .checkpoint import (
+    Checkpoint, CheckpointError, Checkpointer, CheckpointWarning, LoadedModel, load_model, read_checkpoint,
+)
 from .data import (
     ChecksumError, DataNotFoundError, Dataset, DownloadError, IdxFormatError, Normalization, Splits, blobs,
     fashion_mnist, fit_normalization, fixed_normalization, load_dataset, load_idx_folder,
@@ -28,12 +31,13 @@ from .optim import adam, adamw, freeze, gd, make_optimizer, momentum, schedule, 
 from .report import count_params, environment, format_table, params_sha256, write_json
 from .seeds import FitManyResult, ensemble_outputs, fit_many, init_many, predict_many, run_seeds, seed_study
 from .sweep import grid, random_search
-from .train import FitResult, TrainConfig, TrainState, fit, init_state
+from .train import DivergenceError, FitResult, TrainConfig, TrainState, fit, init_state
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChecksumError", "DataNotFoundError", "Dataset", "DownloadError", "Evaluation", "FitResult", "IdxFormatError",
+    "ChecksumError", "DataNotFoundError", "Dataset", "DivergenceError", "DownloadError", "Evaluation", "FitResult",
+    "IdxFormatError", "Interrupted",
     "LayerCost", "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
     "count_params", "data", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",
@@ -45,7 +49,8 @@ __all__ = [
     "softmax_cross_entropy", "spirals", "squared_error", "summary", "Summary", "train", "train_val_test",
     "with_normalization", "write_json", "write_idx", "xor",
     # checkpoints
-    "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
+    "Checkpoint", "CheckpointError", "CheckpointWarning", "Checkpointer", "LoadedModel", "checkpoint",
+    "evaluate_checkpoint",
     "load_model", "read_checkpoint",
     # seeds and sweeps
     "FitManyResult", "ensemble_outputs", "fit_many", "grid", "init_many", "predict_many", "random_search",

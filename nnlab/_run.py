@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from . import data as D
+from ._checks import check_positive, check_seed
 from .checkpoint import Checkpointer, CheckpointError, load_model
 from .evaluate import evaluate
 from .nn import get_model, with_normalization
@@ -26,9 +27,11 @@ class RunConfig:
     dataset: 'mnist', 'fashion-mnist', 'xor', 'spirals' or 'blobs'
     n_val: validation samples held out of the training set (0: none)
     normalize: 'per_feature' (training mean/std per input), 'global' (one mean/std) or 'none'
+    seed: initialization, data order and dropout (an integer in [0, 2**32 - 1])
     split_seed: the key of the train/validation split, kept apart from `seed` so that
       runs with different seeds share one split
-    train_subset: use only the first N training samples (before the split), for quick runs
+    train_subset: train on only N samples, taken after the validation split is held out (the
+      validation split stays the same), for quick runs
     """
 
     model: str
@@ -41,6 +44,16 @@ class RunConfig:
     split_seed: int = 0
     train_subset: int | None = None
     data_dir: str | None = None
+
+    def __post_init__(self):
+        for name in ("seed", "split_seed"):
+            check_seed(getattr(self, name), name=name)
+        if isinstance(self.n_val, bool) or not isinstance(self.n_val, int) or self.n_val < 0:
+            raise ValueError(f"n_val: expected a number of validation samples >= 0, got {self.n_val!r}")
+        if self.train_subset is not None:
+            check_positive(self.train_subset, name="train_subset", integer=True)
+            if self.train_subset < 2:
+                raise ValueError(f"train_subset: expected at least 2 samples, got {self.train_subset}")
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -70,13 +83,15 @@ def load_splits(config: RunConfig) -> D.Splits:
         train, test = _SYNTHETIC[config.dataset](1000, key=k_train), _SYNTHETIC[config.dataset](1000, key=k_test)
     else:
         train, test = D.load_dataset(config.dataset, config.data_dir)
-    if config.train_subset is not None:
-        if config.train_subset < 2:
-            raise ValueError(f"train_subset: expected at least 2 samples, got {config.train_subset}")
-        train = train.take(config.train_subset)
     if config.n_val >= train.n:
         raise ValueError(f"n_val: expected fewer than the {train.n} training samples, got {config.n_val}")
-    return D.train_val_test(train, test, n_val=config.n_val, key=jax.random.key(config.split_seed))
+    splits = D.train_val_test(train, test, n_val=config.n_val, key=jax.random.key(config.split_seed))
+    if config.train_subset is not None:
+        if config.train_subset > splits.train.n:
+            raise ValueError(f"train_subset: expected at most the {splits.train.n} training samples left after "
+                             f"holding out {config.n_val} for validation, got {config.train_subset}")
+        splits = splits._replace(train=splits.train.take(config.train_subset))
+    return splits
 
 
 def build_model(config: RunConfig, train: D.Dataset):
@@ -89,16 +104,42 @@ def build_model(config: RunConfig, train: D.Dataset):
     return with_normalization(model, D.fit_normalization(train.x, per_feature=config.normalize == "per_feature"))
 
 
+def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train.learning_rate': 0.001, ...}: the nested config as dotted field names."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(saved: dict, config: dict, *, epoch: int) -> list[str]:
+    """'field: checkpoint A, now B' for every setting that differs between a checkpoint's config
+    and the resuming run's; data_dir may differ, and train.epochs may grow (or shrink down to
+    the checkpoint's `epoch`): the run then continues to the new number of epochs."""
+    old, new = _leaves(saved), _leaves(config)
+    changes = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "(absent)"), new.get(k, "(absent)")
+        if a == b or k == "data_dir" or (k == "train.epochs" and isinstance(b, int) and b >= epoch):
+            continue
+        changes.append(f"{k}: checkpoint {a!r}, now {b!r}")
+    return changes
+
+
 def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, keep: int) -> Checkpointer:
-    """The run's checkpointer; on resume, its latest checkpoint must have been written by `config`."""
+    """The run's checkpointer; on resume, its newest valid checkpoint must have been written with
+    the same settings (each changed one is named, with both values)."""
     ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(config.to_dict())))
-    latest = ckpt.latest()
-    if resume and latest is not None:
-        saved = json.loads((latest / "meta.json").read_text()).get("config") or {}
-        differ = sorted(k for k in set(saved) | set(ckpt.config)
-                        if k != "data_dir" and saved.get(k) != ckpt.config.get(k))
-        if differ:
-            raise CheckpointError(f"resume: {latest} was written by another config (fields {differ} differ)")
+    latest = ckpt.latest_valid() if resume else None
+    if latest is not None:
+        meta = json.loads((latest / "meta.json").read_text())
+        changes = config_changes(meta.get("config") or {}, ckpt.config, epoch=meta["epoch"])
+        if changes:
+            raise CheckpointError(f"resume: {latest} was written with other settings: {'; '.join(changes)} "
+                                  f"(resume with the same settings, or start a new run in another folder)")
     return ckpt
 
 

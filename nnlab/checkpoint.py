@@ -2,25 +2,37 @@
 
 One checkpoint is a folder `DIR/epoch_000012/`:
 
-    arrays/         Orbax (OCDBT): {"state": the TrainState, "best": the best epoch's variables}
-                    as nested dicts of arrays (PRNG keys as their uint32 key data)
-    meta.json       format, epoch, the run's config, fit's bookkeeping (history, best epoch, ...),
-                    SHA-256 of the arrays' values
-    manifest.json   SHA-256 and size of every other file, written last
+    arrays/          Orbax (OCDBT): {"state": the TrainState, "best": the best epoch's variables}
+                     as nested dicts of arrays (PRNG keys as their uint32 key data)
+    metrics/, _CHECKPOINT_METADATA   Orbax's own records (the ranking its retention uses)
+    meta.json        format, epoch, the run's config, fit's bookkeeping (history, best epoch, ...),
+                     SHA-256 of the arrays' values
+    manifest.json    SHA-256 and size of every other file, written last
 
-A save writes into `DIR/.tmp-epoch_000012/` and renames it into place only when complete,
-so a folder named `epoch_*` is always whole; restoring re-hashes every file against the
-manifest (Orbax itself verifies no values) and the restored values against meta.json. The
-manifest guards against incomplete, truncated and damaged files, not against someone who
-rewrites it along with the files. Nothing is pickled: loading never runs code.
+Writing goes through Orbax's `CheckpointManager`: it writes into a temporary folder of its own
+and renames it into place when complete (atomic finalisation), removes only its own
+temporaries, keeps the last `keep` checkpoints plus the best, and writes in the background on
+request. nnlab adds meta.json and the manifest on top; a folder without a manifest is an
+incomplete save and never counts as a checkpoint. One writer at a time: a Checkpointer that
+writes holds `DIR/.nnlab-lock` (fcntl.flock), so a second writer fails at once, changing nothing.
+
+Restoring re-hashes every file against the manifest (Orbax itself verifies no values), whose
+entries must lie inside the folder and cover meta.json and every array file, and the restored
+values against meta.json. The manifest guards against incomplete, truncated and damaged files,
+not against someone who rewrites it along with the files. Nothing is pickled: loading never
+runs code. Paths may be relative; they are made absolute (against the working directory) where
+they enter, as Orbax requires.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,18 +40,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
 
+from ._paths import absolute
+from ._signals import critical
 from .data import Normalization
 from .nn import Model, get_model, with_normalization
 from .report import file_sha256, params_sha256
 
 FORMAT = "nnlab-checkpoint-1"
 _PREFIX = "epoch_"
-_TMP = ".tmp-"
+_STEP = re.compile(r"epoch_(\d+)")
+_LOCK = ".nnlab-lock"
+_NOT_VALIDATED = 2.0  # ranks a checkpoint without validation after every validated one (errors lie in [0, 1])
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written, is incomplete, was altered or does not fit the model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped in favour of the newest valid one before it."""
 
 
 class Checkpoint(NamedTuple):
@@ -124,8 +145,13 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+def _files(folder: Path) -> list[str]:
+    """Every file below `folder` but the manifest, as sorted '/'-separated relative paths."""
+    out = []
+    for parent, dirs, names in os.walk(folder):
+        dirs.sort()
+        out += [os.path.relpath(os.path.join(parent, n), folder).replace(os.sep, "/") for n in names]
+    return sorted(f for f in out if f != "manifest.json")
 
 
 def _fsync(path: Path) -> None:
@@ -136,61 +162,151 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write(folder: Path, arrays: dict, meta: dict) -> None:
-    """Writes a complete checkpoint into `folder` (which must not exist), manifest last."""
-    folder.mkdir(parents=True)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(folder / "arrays", arrays)
-        ckptr.wait_until_finished()
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    manifest = {str(p.relative_to(folder)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-                for p in _files(folder)}
-    for p in _files(folder):
-        _fsync(p)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    _fsync(folder / "manifest.json")
+def _write_text(path: Path, text: str) -> None:
+    """Writes `path` whole or not at all (a sibling temporary, fsync, rename)."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    _fsync(tmp)
+    os.replace(tmp, path)
+
+
+def _add_manifest(folder: Path, meta: dict) -> None:
+    """Adds meta.json, then the manifest of every file (the mark of a complete checkpoint)."""
+    _write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
+    files = _files(folder)
+    manifest = {rel: {"sha256": file_sha256(folder / rel), "bytes": (folder / rel).stat().st_size} for rel in files}
+    for rel in files:
+        _fsync(folder / rel)
+    _write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
+    _fsync(folder)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON data in `path`; CheckpointError when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError covers JSON and UTF-8 errors
+        raise CheckpointError(f"checkpoint: {path} is damaged or unreadable ({type(e).__name__}: {e})") from None
+
+
+def _entry(folder: Path, rel: str, manifest: Path) -> Path:
+    """The file a manifest entry names, refusing names that could leave the checkpoint folder."""
+    parts = rel.split("/")
+    if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which is not a file path inside the "
+                              f"checkpoint folder (absolute, empty or with '..')")
+    f = folder / rel
+    if not os.path.realpath(f).startswith(os.path.realpath(folder) + os.sep):
+        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which leads out of the checkpoint folder "
+                              f"(a symbolic link)")
+    return f
+
+
+def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
+    """The manifest's entries after checking its form, its names and that it covers
+    meta.json and every file under arrays/."""
+    if not isinstance(manifest, dict) or not manifest:
+        raise CheckpointError(f"checkpoint: {path} is damaged (expected a JSON object with one entry per file, "
+                              f"got {type(manifest).__name__} {str(manifest)[:80]})")
+    for rel, want in manifest.items():
+        _entry(folder, rel, path)
+        if not (isinstance(want, dict) and isinstance(want.get("sha256"), str) and _is_count(want.get("bytes"))):
+            raise CheckpointError(f"checkpoint: {path} is damaged (entry {rel!r}: expected "
+                                  f'{{"sha256": "...", "bytes": N}}, got {str(want)[:80]})')
+    if not (folder / "arrays").is_dir():
+        raise CheckpointError(f"checkpoint: {folder} has no arrays/ folder")
+    required = {"meta.json"} | {f for f in _files(folder) if f.startswith("arrays/")}
+    uncovered = sorted(required - set(manifest))
+    if uncovered:
+        raise CheckpointError(f"checkpoint: {path} does not cover {len(uncovered)} file(s) of the checkpoint "
+                              f"({', '.join(uncovered[:3])}{', ...' if len(uncovered) > 3 else ''}): "
+                              f"altered, or not written by nnlab")
+    return manifest
+
+
+def _check_meta(meta: Any, folder: Path) -> dict:
+    """meta.json's data after checking its form (a damaged file raises CheckpointError, nothing else)."""
+    def damaged(what: str):
+        return CheckpointError(f"checkpoint: {folder / 'meta.json'} is damaged ({what})")
+
+    if not isinstance(meta, dict):
+        raise damaged(f"expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint: {folder} has format {str(meta.get('format'))[:80]!r}, expected {FORMAT!r}")
+    if not _is_count(meta.get("epoch")) or not isinstance(meta.get("arrays_sha256"), str):
+        raise damaged("expected an epoch number and arrays_sha256")
+    if not all(meta.get(k) is None or _is_number(meta[k]) for k in ("val_error", "val_loss")):
+        raise damaged("val_error / val_loss: expected numbers or null")
+    if not (meta.get("config") is None or isinstance(meta["config"], dict)):
+        raise damaged("config: expected an object or null")
+    log = meta.get("log")
+    if not isinstance(log, dict):
+        raise damaged("log: expected an object")
+    checks = {"history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+              "best": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))),
+              "best_epoch": _is_count, "since_best": _is_count, "stopped": lambda v: isinstance(v, bool)}
+    bad = [k for k, ok in checks.items() if k in log and not ok(log[k])]
+    if bad:
+        raise damaged(f"log: unexpected values for {bad}")
+    return meta
 
 
 def verify(path: str | os.PathLike) -> dict:
     """Checks the checkpoint folder `path` against its manifest; returns its meta data.
 
-    Raises CheckpointError for a missing folder or manifest (an incomplete save), a missing,
-    truncated or altered file, naming the file and both hashes.
+    Raises CheckpointError (and nothing else) for a missing folder or manifest (an incomplete
+    save), a manifest that is damaged, names files outside the folder or does not cover
+    meta.json and every array file, a missing, truncated or altered file (naming the file and
+    both hashes), and a damaged meta.json.
     """
-    path = Path(path)
+    path = absolute(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint: expected a checkpoint folder, got {str(path)!r} (not a folder)")
-    if not (path / "manifest.json").is_file():
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
         raise CheckpointError(f"checkpoint: {path} has no manifest.json: an incomplete save, not a valid checkpoint")
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint: {path}/manifest.json is damaged ({e})") from None
+    manifest = _check_manifest(path, _read_json(manifest_path), manifest_path)
     for rel, want in manifest.items():
         f = path / rel
-        if not f.is_file():
-            raise CheckpointError(f"checkpoint: {f} is listed in the manifest but missing")
-        size, sha = f.stat().st_size, file_sha256(f)
-        if sha != want["sha256"]:
+        try:
+            if not f.is_file():
+                raise CheckpointError(f"checkpoint: {f} is listed in the manifest but missing")
+            size = f.stat().st_size
+            sha = file_sha256(f) if size == want["bytes"] else "(not computed)"
+        except OSError as e:
+            raise CheckpointError(f"checkpoint: {f} cannot be read ({e.strerror or e})") from None
+        if size != want["bytes"] or sha != want["sha256"]:
             raise CheckpointError(f"checkpoint: {f} was truncated or altered: {size} bytes, sha256 {sha}, "
                                   f"expected {want['bytes']} bytes, sha256 {want['sha256']}")
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint: {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
+    return _check_meta(_read_json(path / "meta.json"), path)
 
 
-def read_checkpoint(path: str | os.PathLike, template=None) -> Checkpoint:
-    """The verified checkpoint at `path`; its state restored into the structure of
-    `template` (a TrainState) and its best variables into `template.variables` when given,
-    else both as plain nested dicts of NumPy arrays."""
-    path = Path(path)
+def _read_verified(path: Path) -> tuple[dict, dict]:
+    """(meta, arrays as nested dicts) of the checkpoint at `path`, verified file by file and value by value."""
     meta = verify(path)
-    with ocp.StandardCheckpointer() as ckptr:
-        plain = ckptr.restore(path / "arrays")
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            plain = ckptr.restore(path / "arrays")
+    except Exception as e:  # the files match the manifest, so Orbax failing means they were not nnlab's to begin with
+        raise CheckpointError(f"checkpoint: {path / 'arrays'} cannot be read by Orbax ({type(e).__name__}: {e})") from e
+    if not (isinstance(plain, dict) and isinstance(plain.get("state"), dict)
+            and (plain.get("best") is None or isinstance(plain["best"], dict))):
+        raise CheckpointError(f"checkpoint: {path / 'arrays'} does not hold nnlab's 'state' and 'best' trees")
     if params_sha256(plain) != meta["arrays_sha256"]:
         raise CheckpointError(f"checkpoint: {path}: the restored values differ from the saved ones "
                               f"(sha256 {params_sha256(plain)}, expected {meta['arrays_sha256']})")
+    return meta, plain
+
+
+def _restored(path: Path, meta: dict, plain: dict, template) -> Checkpoint:
     state, best = plain["state"], plain.get("best")
     if template is not None:
         state = from_plain(state, template, name=f"{path}: state")
@@ -199,14 +315,30 @@ def read_checkpoint(path: str | os.PathLike, template=None) -> Checkpoint:
     return Checkpoint(path, meta["epoch"], state, best, meta["log"], meta.get("config"))
 
 
+def read_checkpoint(path: str | os.PathLike, template=None) -> Checkpoint:
+    """The verified checkpoint at `path`; its state restored into the structure of
+    `template` (a TrainState) and its best variables into `template.variables` when given,
+    else both as plain nested dicts of NumPy arrays."""
+    path = absolute(path)
+    meta, plain = _read_verified(path)
+    return _restored(path, meta, plain, template)
+
+
+def _rank(metrics: dict) -> tuple:
+    """Orbax's retention ranks checkpoints by this (the lowest is the best)."""
+    return tuple(metrics["rank"])
+
+
 class Checkpointer:
     """Saves checkpoints into `directory` and finds them again.
 
     every: `fit` saves every `every` epochs (and at the end); keep: the last `keep`
     checkpoints stay, plus the one of the best validation error. config: saved with each
-    checkpoint (e.g. `RunConfig.to_dict()`). async_save: write in a background thread
-    (the arrays are copied to the host first); its failure is raised by the next `save`
-    or by `wait`.
+    checkpoint (e.g. `RunConfig.to_dict()`). async_save: Orbax writes in the background
+    (the arrays are copied to the host first); a failure is raised by the next `save` or by
+    `wait` / `close`. While it writes, a Checkpointer holds the folder's lock: from `open()`
+    to `close()` (`fit` does both, and so does `with Checkpointer(...) as ckpt:`), or else
+    for each `save` (until its background write is done).
     """
 
     def __init__(self, directory: str | os.PathLike, *, every: int = 1, keep: int = 3,
@@ -215,21 +347,86 @@ class Checkpointer:
             raise ValueError(f"every: expected a positive number of epochs, got {every!r}")
         if not (isinstance(keep, int) and keep >= 1):
             raise ValueError(f"keep: expected a positive number of checkpoints, got {keep!r}")
-        self.directory, self.every, self.keep, self.config = Path(directory), every, keep, config
+        self.directory, self.every, self.keep, self.config = absolute(directory), every, keep, config
+        self.async_save = async_save
+        self._lock = None  # the open lock file while this Checkpointer writes
+        self._manager: ocp.CheckpointManager | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
         self._pending: concurrent.futures.Future | None = None
+        self._warned: set[Path] = set()
+        self._implicit = False  # opened by `save` itself: released when that save is done
+
+    def __enter__(self) -> "Checkpointer":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> "Checkpointer":
+        """Takes the folder for writing (creating it): holds its lock and starts Orbax's manager.
+
+        A folder that another process or Checkpointer is writing raises CheckpointError at
+        once, and nothing in it changes.
+        """
+        if self._lock is None:
+            if self.directory.exists() and not self.directory.is_dir():
+                raise CheckpointError(f"checkpoint_dir: expected a folder, got {self.directory} (not a folder)")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                # read-only: flock needs no write access, and an open writable file would keep a
+                # file system from being remounted read-only
+                lock = os.fdopen(os.open(self.directory / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
+            except OSError as e:
+                raise CheckpointError(f"checkpoint_dir: cannot write checkpoints to {self.directory} "
+                                      f"({e.strerror or e})") from None
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                raise CheckpointError(f"checkpoint_dir: {self.directory} is being written by another process (it "
+                                      f"holds the lock {self.directory / _LOCK}); wait for it to end, or use "
+                                      f"another folder") from None
+            self._lock = lock
+        if self._manager is None:
+            policy = checkpoint_managers.AnyPreservationPolicy([
+                checkpoint_managers.LatestN(n=self.keep),
+                checkpoint_managers.BestN(get_metric_fn=_rank, reverse=True, n=1,
+                                          keep_checkpoints_without_metrics=False)])
+            options = ocp.CheckpointManagerOptions(
+                step_prefix=_PREFIX[:-1], step_format_fixed_length=6, preservation_policy=policy, best_fn=_rank,
+                enable_async_checkpointing=self.async_save, cleanup_tmp_directories=True, create=False)
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        return self
+
+    def close(self) -> None:
+        """Waits for a background save, stops Orbax's manager and releases the folder's lock."""
+        try:
+            self.wait()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._implicit = False
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
     def epochs(self) -> list[int]:
-        """The epochs of the complete checkpoints (folders named epoch_*), ascending."""
+        """The epochs of the complete checkpoints (folders epoch_* with a manifest), ascending."""
         if not self.directory.is_dir():
             return []
-        return sorted(int(p.name[len(_PREFIX):]) for p in self.directory.glob(f"{_PREFIX}*")
-                      if p.name[len(_PREFIX):].isdigit() and (p / "manifest.json").is_file())
+        found = [(_STEP.fullmatch(p.name), p) for p in self.directory.iterdir()]
+        return sorted(int(m.group(1)) for m, p in found if m and (p / "manifest.json").is_file())
 
     def path(self, epoch: int) -> Path:
         return self.directory / f"{_PREFIX}{epoch:06d}"
 
     def latest(self) -> Path | None:
+        """The newest complete checkpoint (not verified: see `restore`)."""
         epochs = self.epochs()
         return self.path(epochs[-1]) if epochs else None
 
@@ -237,14 +434,31 @@ class Checkpointer:
         """The checkpoint with the lowest (val_error, val_loss) of its epoch, else the latest."""
         scored = []
         for e in self.epochs():
-            meta = json.loads((self.path(e) / "meta.json").read_text())
-            if meta.get("val_error") is not None:
+            try:
+                meta = _read_json(self.path(e) / "meta.json")
+            except CheckpointError:
+                continue
+            if isinstance(meta, dict) and _is_number(meta.get("val_error")) and _is_number(meta.get("val_loss")):
                 scored.append(((meta["val_error"], meta["val_loss"], e), e))
         return self.path(min(scored)[1]) if scored else self.latest()
 
     def save(self, state, *, best_variables=None, log: dict | None = None) -> Path:
-        """Saves `state` (a TrainState) at its epoch; returns the checkpoint's folder."""
+        """Saves `state` (a TrainState) at its epoch; returns the checkpoint's folder.
+
+        Checkpoints of this epoch and later ones are replaced (an incomplete save, or those of
+        the run this one resumed); the retention of Orbax's manager then removes the oldest.
+        """
         self.wait()
+        implicit = self._lock is None
+        self.open()
+        self._implicit = implicit
+        try:
+            return self._save(state, best_variables, log)
+        finally:
+            if self._implicit and self._pending is None:
+                self._release()
+
+    def _save(self, state, best_variables, log: dict | None) -> Path:
         epoch, log = int(state.epoch), log or {}
         record = (log.get("history") or [{}])[-1]
         arrays = {"state": to_plain(state)}
@@ -253,58 +467,106 @@ class Checkpointer:
         meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
                 "val_error": record.get("val_error"), "val_loss": record.get("val_loss"), "log": log,
                 "config": self.config}
-        if self._pool is None:
-            return self._commit(epoch, arrays, meta)
-        self._pending = self._pool.submit(self._commit, epoch, arrays, meta)
+        validated = _is_number(meta["val_error"]) and _is_number(meta["val_loss"])
+        rank = [meta["val_error"], meta["val_loss"], epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
+        with critical():
+            try:
+                self._drop_from(epoch)
+                self._manager.save(epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)),
+                                   metrics={"rank": rank}, force=True)
+            except Exception as e:
+                self._failed(epoch, e)
+            if self._pool is None:
+                self._finish(epoch, meta)
+            else:
+                self._pending = self._pool.submit(self._finish, epoch, meta)
         return self.path(epoch)
+
+    def _drop_from(self, epoch: int) -> None:
+        """Removes the checkpoints (complete or not) of `epoch` and later epochs from this folder."""
+        dropped = False
+        for p in self.directory.iterdir():
+            m = _STEP.fullmatch(p.name)
+            if m and int(m.group(1)) >= epoch and p.is_dir() and not p.is_symlink() and (
+                    (p / "arrays").is_dir() or (p / "manifest.json").is_file()):
+                shutil.rmtree(p)
+                dropped = True
+        if dropped:
+            self._manager.reload()
+
+    def _finish(self, epoch: int, meta: dict) -> None:
+        try:
+            self._manager.wait_until_finished()
+            _add_manifest(self.path(epoch), meta)
+        except Exception as e:
+            self._failed(epoch, e)
+
+    def _failed(self, epoch: int, error: Exception):
+        """Removes what this save left (Orbax's temporary folder of `epoch`, or the unfinished
+        checkpoint) and raises CheckpointError; the manager is restarted by the next save."""
+        final = self.path(epoch)
+        for tmp in self.directory.glob(f"{final.name}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        if final.is_dir() and not (final / "manifest.json").is_file():
+            shutil.rmtree(final, ignore_errors=True)
+        if self._manager is not None:
+            try:
+                self._manager.close()
+            except Exception:  # the manager is broken already; a fresh one starts at the next save
+                pass
+            self._manager = None
+        latest = self.latest()
+        raise CheckpointError(
+            f"checkpoint_dir: could not write the checkpoint of epoch {epoch} to {self.directory} ({error}); "
+            f"the previous checkpoint {latest.name if latest else '(none)'} is untouched") from error
 
     def wait(self) -> None:
         """Blocks until a background save is done; raises its error, if any."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def _commit(self, epoch: int, arrays: dict, meta: dict) -> Path:
-        final = self.path(epoch)
-        tmp = self.directory / f"{_TMP}{final.name}"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in self.directory.glob(f"{_TMP}*"):
-                shutil.rmtree(stale)
-            _write(tmp, arrays, meta)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-            _fsync(self.directory)
-        except Exception as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            latest = self.latest()
-            raise CheckpointError(
-                f"checkpoint_dir: could not write the checkpoint of epoch {epoch} to {self.directory} ({e}); "
-                f"the previous checkpoint {latest.name if latest else '(none)'} is untouched") from e
-        self._prune()
-        return final
+            if pending is not None:
+                with critical():
+                    pending.result()
+        finally:
+            if self._implicit:
+                self._release()
 
-    def _prune(self) -> None:
-        epochs = self.epochs()
-        keep = set(epochs[-self.keep:]) | {int(self.best().name[len(_PREFIX):])}
-        for e in epochs:
-            if e not in keep:
-                shutil.rmtree(self.path(e), ignore_errors=True)
+    def _warn(self, path: Path, error: CheckpointError) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"checkpoint: skipping {path}, which is damaged ({error}); using the newest valid "
+                          f"checkpoint before it", CheckpointWarning, stacklevel=3)
+
+    def latest_valid(self) -> Path | None:
+        """The newest checkpoint whose files verify; newer damaged ones are skipped with a CheckpointWarning."""
+        for e in reversed(self.epochs()):
+            try:
+                verify(self.path(e))
+                return self.path(e)
+            except CheckpointError as err:
+                self._warn(self.path(e), err)
+        return None
 
     def restore(self, template, path: str | os.PathLike | None = None) -> Checkpoint:
-        """The latest checkpoint (or the one at `path`) restored into the structure of `template`."""
-        path = path or self.latest()
-        if path is None:
-            raise CheckpointError(f"checkpoint_dir: no complete checkpoint in {self.directory}")
-        return read_checkpoint(path, template)
+        """The checkpoint at `path`, or else the newest valid one, restored into the structure of
+        `template`; a damaged newer checkpoint is skipped with a CheckpointWarning."""
+        if path is not None:
+            return read_checkpoint(path, template)
+        for e in reversed(self.epochs()):
+            try:
+                meta, plain = _read_verified(self.path(e))
+            except CheckpointError as err:
+                self._warn(self.path(e), err)
+                continue
+            return _restored(self.path(e), meta, plain, template)
+        raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """`path` itself when it is one checkpoint; for a folder of checkpoints, its latest one,
     whose 'best' arrays hold the run's best variables so far (the best epoch itself may
     not have been saved when checkpoints are written every N > 1 epochs)."""
-    path = Path(path)
+    path = absolute(path)
     if (path / "manifest.json").is_file() or path.name.startswith(_PREFIX):
         return path
     found = Checkpointer(path).latest()

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import linecache
+import os
 import shlex
+import signal
 import sys
+import threading
+import warnings
+from pathlib import Path
 
 from . import configs
+from ._paths import check_output_path
 from ._run import RunConfig, evaluate_checkpoint, run
+from ._signals import Interrupted
+from .checkpoint import Checkpointer, CheckpointWarning
 from . import data as D
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
@@ -22,6 +31,14 @@ _TRAIN_FLAGS = {
     "momentum": "momentum", "schedule": "schedule", "weight_decay": "weight_decay", "l1": "l1",
     "patience": "patience", "engine": "engine", "compute_dtype": "compute_dtype", "devices": "devices",
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with nnlab's one-line errors: `nnlab: error: ...`, exit code 2."""
+
+    def error(self, message: str):
+        print(f"nnlab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -39,7 +56,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, help="data parallelism over this many devices (0: all)")
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
-    p.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training samples")
+    p.add_argument("--train-subset", type=int, metavar="N",
+                   help="train on N samples only, taken after the validation split is held out")
+    p.add_argument("--n-val", type=int, metavar="N", help="validation samples held out of the training set (0: none)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="save checkpoints (Orbax) into DIR")
@@ -61,7 +80,7 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     if train.get("patience") == 0:
         train["patience"] = None
     changes = {"train": cfg.train.replace(**train)}
-    for field in ("seed", "data_dir", "train_subset"):
+    for field in ("seed", "data_dir", "train_subset", "n_val"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
     return cfg.replace(**changes)
@@ -76,10 +95,19 @@ def _save(results: dict, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output paths are checked before any training, so that results are never lost at the end."""
+    if getattr(args, "json", None):
+        check_output_path(args.json, name="--json", folder=False)
+    if getattr(args, "checkpoint_dir", None):
+        check_output_path(args.checkpoint_dir, name="--checkpoint-dir", folder=True)
+
+
 def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    _check_outputs(args)
     results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
                      resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
     if not args.quiet:
@@ -99,6 +127,7 @@ def _no_checkpoints(args: argparse.Namespace) -> None:
 def _seeds(args: argparse.Namespace) -> int:
     _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
+    _check_outputs(args)
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
                            progress=False if args.quiet else None)
     print(format_study(results))
@@ -121,6 +150,7 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
 def _sweep(args: argparse.Namespace) -> int:
     _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
+    _check_outputs(args)
     space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
     results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
@@ -140,6 +170,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
     print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
           f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
@@ -153,15 +184,15 @@ def _demo(args: argparse.Namespace) -> int:
     return _train("mnist-mlp", args)
 
 
-def _add_data_parser(sub) -> None:
+def _add_data_parser(sub, common: argparse.ArgumentParser) -> None:
     """`nnlab data download|verify|where NAME`."""
-    p_data = sub.add_parser("data", help="download, verify or locate MNIST / Fashion-MNIST")
+    p_data = sub.add_parser("data", parents=[common], help="download, verify or locate MNIST / Fashion-MNIST")
     actions = p_data.add_subparsers(dest="action", required=True)
     helps = {"download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
              "verify": "check the files nnlab would read against their SHA-256",
              "where": "print the folder nnlab reads the set from (or would download it into)"}
     for action, text in helps.items():
-        p = actions.add_parser(action, help=text)
+        p = actions.add_parser(action, parents=[common], help=text)
         p.add_argument("name", choices=sorted(D.PUBLISHED), help="which data set")
         p.add_argument("--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR "
                                           "or ~/.cache/nnlab")
@@ -186,24 +217,69 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nnlab", description="Train and study the lecture's neural networks.")
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether `e` is for the user to fix: a refusal nnlab raised on purpose (a ValueError,
+    TypeError or ArithmeticError from a `raise` statement in nnlab's own code) or a failure of
+    the user's files (OSError). A TypeError or ValueError from a bug, or from a library, is not."""
+    if isinstance(e, OSError):
+        return True
+    if not isinstance(e, (ValueError, TypeError, ArithmeticError)) or e.__traceback__ is None:
+        return False
+    tb = e.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    return filename.startswith(_PACKAGE) and linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise ")
+
+
+def _interrupted(e: Interrupted, argv: list[str], args: argparse.Namespace) -> int:
+    """One line: what was saved and how to resume; the exit code 128 + signal (130, 143)."""
+    if e.checkpoint is None and getattr(args, "checkpoint_dir", None):  # interrupted outside the training loop
+        e = Interrupted(e.signum, epoch=e.epoch, during_epoch=e.during_epoch,
+                        checkpoint=Checkpointer(args.checkpoint_dir).latest())
+    line = f"nnlab: {e.describe()}"
+    if e.checkpoint is not None:
+        line += f"; resume with: nnlab {shlex.join(argv if '--resume' in argv else [*argv, '--resume'])}"
+    print(line, file=sys.stderr)
+    return e.exit_code
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"nnlab: warning: {message}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    parser = _Parser(prog="nnlab", description="Train and study the lecture's neural networks.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train a named model and test it")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help)
+
+    p_train = command("train", "train a named model and test it")
     p_train.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
     _add_train_args(p_train)
-    p_summary = sub.add_parser("summary", help="print a named model's layers: output shapes, parameters, operations")
+    p_summary = command("summary", "print a named model's layers: output shapes, parameters, operations")
     p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
-    p_demo = sub.add_parser("demo", help="train the lecture's MNIST MLP (MNIST is downloaded when not found)")
+    p_demo = command("demo", "train the lecture's MNIST MLP (MNIST is downloaded when not found)")
     _add_train_args(p_demo)
     p_demo.add_argument("--mirror", metavar="URL", help="base URL tried first for MNIST (default $NNLAB_DATA_MIRROR)")
-    _add_data_parser(sub)
-    p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
+    _add_data_parser(sub, common)
+    p_seeds = command("seeds", "train S seeds of a named model as one vmapped program, compare, ensemble")
     p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
     p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
     p_seeds.add_argument("--max-members", type=int, metavar="M", help="train at most M seeds at once (chunks)")
     _add_train_args(p_seeds)
-    p_sweep = sub.add_parser("sweep", help="grid or random search, chosen on validation, reported on test")
+    p_sweep = command("sweep", "grid or random search, chosen on validation, reported on test")
     p_sweep.add_argument("name", choices=sorted(configs.CONFIGS), help="the config to start from")
     p_sweep.add_argument("--param", action="append", metavar="NAME=V1,V2|NAME=LOW:HIGH",
                          help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})")
@@ -212,29 +288,54 @@ def main(argv: list[str] | None = None) -> int:
     p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
     p_sweep.add_argument("--max-members", type=int, metavar="M", help="train at most M settings at once (chunks)")
     _add_train_args(p_sweep)
-    p_eval = sub.add_parser("eval", help="test a saved model (a checkpoint, or a folder of them: its best)")
+    p_eval = command("eval", "test a saved model (a checkpoint, or a folder of them: its best)")
     p_eval.add_argument("checkpoint", help="checkpoint folder (epoch_*) or --checkpoint-dir of a run")
     p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `nnlab` command. Every user error is one line `nnlab: error: ...` and exit code 2
+    (`--debug`: the traceback instead); SIGINT / SIGTERM end with one line and 130 / 143."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
     try:
-        if args.command == "train":
-            return _train(args.name, args)
-        if args.command == "summary":
-            summary(get_model(args.model))
-            return 0
-        if args.command == "seeds":
-            return _seeds(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "data":
-            return _data(args)
-        return _demo(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"nnlab: error: {e}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always", category=CheckpointWarning)
+            warnings.showwarning = _show_warning
+            return _command(args)
+    except Interrupted as e:
+        return _interrupted(e, argv, args)
+    except KeyboardInterrupt:
+        return _interrupted(Interrupted(signal.SIGINT), argv, args)
+    except Exception as e:
+        if getattr(args, "debug", False) or not is_user_error(e):
+            raise
+        print(f"nnlab: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        return _train(args.name, args)
+    if args.command == "summary":
+        summary(get_model(args.model))
+        return 0
+    if args.command == "seeds":
+        return _seeds(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "eval":
+        return _eval(args)
+    if args.command == "data":
+        return _data(args)
+    return _demo(args)
 
 
 if __name__ == "__main__":

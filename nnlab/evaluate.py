@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_inputs, check_labels, check_positive
+from ._checks import check_inputs, check_label_range, check_labels, check_positive
 from .losses import get_loss
 from .nn import Model
 
@@ -72,7 +72,9 @@ def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "so
     batch_size = min(batch_size, xa.shape[0])
     loss_sum, preds = 0.0, []
     for xb, yb, mask, real in _batches(xa, ya, batch_size):
-        ls, pred, _ = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss=loss, threshold=threshold)
+        ls, pred, outputs = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss=loss, threshold=threshold)
+        if not preds and outputs.ndim == 2:
+            check_label_range(ya, outputs=outputs.shape[-1])
         loss_sum += float(ls)
         preds.append(np.asarray(pred)[:real])
     predictions = np.concatenate(preds)

@@ -64,21 +64,27 @@ def environment() -> dict[str, str]:
     }
 
 
-def _plain(value: Any) -> Any:
+def to_json_data(value: Any) -> Any:
+    """`value` as strict JSON data: arrays and NumPy scalars as lists and numbers, tuples as
+    lists, NaN and infinities as None (JSON has no such numbers; Python's `json` would write
+    bare `NaN`, which other readers reject)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_json_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_json_data(v) for v in value]
     if isinstance(value, (np.generic, np.ndarray)) or isinstance(value, jax.Array):
-        return np.asarray(value).tolist()
+        return to_json_data(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
 def write_json(path: str | os.PathLike, results: dict) -> None:
-    """Writes `results` as indented JSON; atomically (temp file + rename) so a crash never leaves half a file."""
+    """Writes `results` as indented, strict JSON (non-finite numbers as null); atomically
+    (temp file + rename) so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_plain(results), indent=2, sort_keys=False) + "\n"
+    text = json.dumps(to_json_data(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -33,6 +33,10 @@ def test_evaluate_exact_on_ragged_batches(batch_size):
     ev = nnlab.evaluate(model, v, x, y, num_classes=5, batch_size=batch_size)
     out = nnlab.mlp_apply(v["params"], jnp.asarray(x), activation="tanh")
     np.testing.assert_allclose(ev.loss, nnlab.softmax_cross_entropy(out, jnp.asarray(y)), rtol=1e-5)
-    np.testing.assert_array_equal(ev.predictions, np.argmax(out, 1))
-    assert ev.n == 50 and ev.errors == int(np.sum(np.argmax(out, 1) != y))
+    # evaluate's jitted batches and this eager pass are different programs: their argmax may
+    # differ only where the two largest outputs tie up to float rounding
+    top2 = np.sort(np.asarray(out), axis=1)[:, -2:]
+    near_tie = top2[:, 1] - top2[:, 0] < 1e-5
+    assert np.all((ev.predictions == np.argmax(out, 1)) | near_tie)
+    assert ev.n == 50 and abs(ev.errors - int(np.sum(np.argmax(out, 1) != y))) <= int(near_tie.sum())
     np.testing.assert_allclose(nnlab.predict(model, v, x, batch_size=batch_size), out, rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._checks import check_seed
 from ..nn import Model
 
 
@@ -43,6 +44,7 @@ class TrainState:
 def as_key(key) -> jax.Array:
     """A typed PRNG key from a typed key, raw uint32 key data or an int seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        check_seed(key, name="key")
         return jax.random.key(int(key))
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
