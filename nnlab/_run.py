@@ -10,13 +10,16 @@ import sys
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 
 from . import data as D
 from .checkpoint import Checkpointer, CheckpointError, load_model
-from .evaluate import evaluate
+from .evaluation import evaluate, predict, predict_labels
+from .losses import get_loss
 from .nn import get_model, with_normalization
 from .report import count_params, environment, params_sha256
-from .train import FitResult, TrainConfig, fit
+from .study import ensemble_outputs, seed_study
+from .train import FitManyResult, FitResult, TrainConfig, fit, fit_many, member, stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +68,7 @@ def load_splits(config: RunConfig) -> D.Splits:
     if config.dataset == "xor":
         train = test = D.xor()
     elif config.dataset in _SYNTHETIC:
-        # fold_in keeps these draws apart from the split's own use of key(split_seed) below
-        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(config.split_seed), 1))
+        k_train, k_test = jax.random.split(stream(jax.random.key(config.split_seed), "dataset"))
         train, test = _SYNTHETIC[config.dataset](1000, key=k_train), _SYNTHETIC[config.dataset](1000, key=k_test)
     else:
         train, test = D.load_dataset(config.dataset, config.data_dir)
@@ -76,7 +78,7 @@ def load_splits(config: RunConfig) -> D.Splits:
         train = train.take(config.train_subset)
     if config.n_val >= train.n:
         raise ValueError(f"n_val: expected fewer than the {train.n} training samples, got {config.n_val}")
-    return D.train_val_test(train, test, n_val=config.n_val, key=jax.random.key(config.split_seed))
+    return D.train_val_test(train, test, n_val=config.n_val, key=stream(jax.random.key(config.split_seed), "split"))
 
 
 def build_model(config: RunConfig, train: D.Dataset):
@@ -163,3 +165,35 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None)
         "params_sha256": params_sha256(loaded.variables["params"]), **environment(),
         "config": config.to_dict(),
     }
+
+
+def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | None = None,
+              progress: bool | None = None) -> tuple[dict, FitManyResult]:
+    """`run(config)` for each seed as one vmapped program (member i: `config.replace(seed=seeds[i])`),
+    plus the study of how the members differ on the test split and their ensemble."""
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: expected at least 2 seeds for a study, got {list(seeds)}")
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    val = splits.val if splits.val.n > 0 else None
+    result = fit_many(model, splits.train, keys=list(seeds), config=config.train, val=val,
+                      max_members=max_members, progress=progress)
+    test = splits.test
+    outputs = predict(model, result.variables, test.x, batch_size=config.train.eval_batch_size, members=True)
+    threshold = get_loss(config.train.loss)[1]
+    ensemble = np.asarray(predict_labels(ensemble_outputs(outputs, loss=config.train.loss), threshold))
+    study = seed_study(np.asarray(predict_labels(outputs, threshold)), test.y, ensemble_predictions=ensemble)
+    results = {
+        "model": config.model, "dataset": config.dataset, "seeds": list(seeds),
+        **study,
+        "seed_val_error": [h[b - 1]["val_error"] if b else None for h, b in zip(result.histories, result.best_epochs,
+                                                                                  strict=True)],
+        "best_epochs": result.best_epochs, "epochs_run": result.epochs_run, "diverged": result.diverged,
+        "train_seconds": result.train_seconds, "chunks": result.chunks, "engine": result.engine,
+        "params": count_params(member(result.variables["params"], 0)),
+        "params_sha256": [params_sha256(member(result.variables["params"], i)) for i in range(len(seeds))],
+        **environment(),
+        "config": config.to_dict(),
+        "command": "python " + shlex.join(sys.argv),
+    }
+    return results, result

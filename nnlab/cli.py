@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+from pathlib import Path
+
+import jax
 
 from . import configs
-from ._run import RunConfig, evaluate_checkpoint, run
+from ._run import RunConfig, evaluate_checkpoint, run, run_seeds
 from .data import DataNotFoundError, load_dataset
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
-from .seeds import format_study, run_seeds
+from .study import format_study
 from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
 from .train import COMPUTE_DTYPES, ENGINES, as_key
 
@@ -155,6 +159,15 @@ def _demo(args: argparse.Namespace) -> int:
     return _train("mnist-mlp", args)
 
 
+def _compilation_cache() -> None:
+    """Switches on JAX's persistent compilation cache in ~/.cache/nnlab/jax (or $NNLAB_COMPILATION_CACHE;
+    'off' disables it), so a repeated command loads its compiled programs instead of compiling them."""
+    folder = os.environ.get("NNLAB_COMPILATION_CACHE", str(Path.home() / ".cache" / "nnlab" / "jax"))
+    if folder != "off":
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnlab", description="Train and study the lecture's neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
+    _compilation_cache()
     try:
         if args.command == "train":
             return _train(args.name, args)

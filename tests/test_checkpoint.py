@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The tiny run the kill tests train: spirals, a 2-16-3 tanh MLP, Adam, validation every epoch.
 SETUP = """
 import jax, nnlab
-train = nnlab.spirals(200, key=jax.random.key(1))
-val = nnlab.spirals(100, key=jax.random.key(2))
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+train = nnlab.data.spirals(200, key=jax.random.key(1))
+val = nnlab.data.spirals(100, key=jax.random.key(2))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 config = nnlab.TrainConfig(epochs=12, batch_size=20, learning_rate=1e-2, patience=50)
 """
 _ns: dict = {}
@@ -61,7 +61,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None
 
 
 def _sha(variables) -> str:
-    return nnlab.params_sha256(variables["params"])
+    return nnlab.report.params_sha256(variables["params"])
 
 
 @pytest.mark.optax_promotion
@@ -99,7 +99,7 @@ from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab import checkpoint as C
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = C.Checkpointer(sys.argv[1])
 ckpt.save(state.replace(epoch=state.epoch + 1))
@@ -120,8 +120,8 @@ ckpt.save(state.replace(epoch=state.epoch + 2))
     assert (partial / "arrays").is_dir() and not (partial / "manifest.json").exists()
     ckpt = nnlab.Checkpointer(tmp_path)
     assert ckpt.epochs() == [1] and ckpt.latest().name == "epoch_000001"
-    with pytest.raises(nnlab.CheckpointError, match="no manifest.json: an incomplete save"):
-        nnlab.read_checkpoint(partial)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="no manifest.json: an incomplete save"):
+        nnlab.checkpoint.read_checkpoint(partial)
     state = _state()
     restored = ckpt.restore(state)
     assert restored.epoch == 1 and _sha(restored.state.variables) == _sha(state.variables)
@@ -149,8 +149,8 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
 def test_tree_mismatch_names_keys_and_shapes(tmp_path, widths, message):
     ckpt = nnlab.Checkpointer(tmp_path)
     ckpt.save(_state())
-    other = nnlab.mlp(widths, activation="tanh", input_shape=(2,))
-    with pytest.raises(nnlab.CheckpointError, match=message):
+    other = nnlab.nn.mlp(widths, activation="tanh", input_shape=(2,))
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
         ckpt.restore(_state(other))
 
 
@@ -180,8 +180,8 @@ def test_truncated_or_tampered_checkpoint_is_a_clear_error(tmp_path, damage, mes
     ckpt = nnlab.Checkpointer(tmp_path)
     path = ckpt.save(_state())
     damage(path)
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path, _state())
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path, _state())
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_unwritable_folder_is_a_clear_error_and_keeps_the_previous_checkpoint(sm
         free = os.statvfs(small_tmpfs)
         (small_tmpfs / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize))
         expected = "No space left on device|RESOURCE_EXHAUSTED|space"
-    with pytest.raises(nnlab.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
                        r".*the previous checkpoint epoch_000000 is untouched"):
         ckpt.save(state.replace(epoch=state.epoch + 1))
     assert ckpt.epochs() == [0]
@@ -220,7 +220,7 @@ def test_async_save_failure_is_raised(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     ckpt = nnlab.Checkpointer(tmp_path / "file" / "run", async_save=True)
     ckpt.save(_state())  # returns at once; the write fails in the background
-    with pytest.raises(nnlab.CheckpointError, match="could not write the checkpoint of epoch 0"):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="could not write the checkpoint of epoch 0"):
         ckpt.wait()
     good = nnlab.Checkpointer(tmp_path / "run", async_save=True)
     good.save(_state())
@@ -260,8 +260,8 @@ def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     cfg = nnlab.RunConfig(model="mnist-mlp", dataset="blobs", model_kwargs={"width": 8, "depth": 1})
     ckpt = nnlab.Checkpointer(tmp_path, config=cfg.to_dict())
     x = jax.random.uniform(jax.random.key(3), (5, 28, 28, 1))
-    model = nnlab.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
-                                     nnlab.fit_normalization(np.asarray(x)))
+    model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
+                                     nnlab.data.fit_normalization(np.asarray(x)))
     state = init_state(model, make_tx(CONFIG, 10), x[:1], key=jax.random.key(0))
     ckpt.save(state)
     loaded = nnlab.load_model(tmp_path)

@@ -22,7 +22,7 @@ def make_folder(folder, n_train=6, n_test=4, n_train_labels=None):
 
 
 def test_load_folder_scales_and_shapes(tmp_path):
-    train, test = nnlab.load_idx_folder(make_folder(tmp_path))
+    train, test = nnlab.data.load_idx_folder(make_folder(tmp_path))
     assert train.x.shape == (6, 28, 28, 1) and train.x.dtype == np.float32
     assert 0.0 <= train.x.min() and train.x.max() <= 1.0
     assert test.y.tolist() == [0, 1, 2, 3] and train.num_classes == 10
@@ -31,7 +31,7 @@ def test_load_folder_scales_and_shapes(tmp_path):
 def test_image_and_label_counts_disagree(tmp_path):
     make_folder(tmp_path, n_train=6, n_train_labels=5)
     with pytest.raises(ValueError, match="holds 6 images but .* holds 5 labels"):
-        nnlab.load_idx_folder(tmp_path)
+        nnlab.data.load_idx_folder(tmp_path)
 
 
 def test_checksum_mismatch_names_file(tmp_path):
@@ -39,15 +39,15 @@ def test_checksum_mismatch_names_file(tmp_path):
     good = hashlib.sha256((folder / NAMES[3]).read_bytes()).hexdigest()
     (folder / "SHA256SUMS").write_text(f"{good}  {NAMES[3]}\n{'0' * 64}  {NAMES[0]}.gz\n")
     with pytest.raises(ChecksumError, match=f"{NAMES[0]}.gz: SHA-256 mismatch, expected 0000"):
-        nnlab.load_idx_folder(folder)
-    nnlab.load_idx_folder(folder, verify=False)
+        nnlab.data.load_idx_folder(folder)
+    nnlab.data.load_idx_folder(folder, verify=False)
 
 
 def test_checksum_match_passes(tmp_path):
     folder = make_folder(tmp_path)
     lines = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}" for n in [f"{NAMES[0]}.gz", NAMES[2]]]
     (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    assert nnlab.load_idx_folder(folder)[0].n == 6
+    assert nnlab.data.load_idx_folder(folder)[0].n == 6
 
 
 def test_search_order(tmp_path, monkeypatch):
@@ -86,7 +86,7 @@ def test_tfds_fallback(tmp_path, monkeypatch):
         return {"train": [rec(i) for i in range(5)], "test": [rec(i) for i in range(3)]}
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(data_source=data_source))
-    train, test = nnlab.load_dataset("mnist", tmp_path / "missing")
+    train, test = nnlab.data.load_dataset("mnist", tmp_path / "missing")
     assert calls == [("mnist", False)]
     assert train.x.shape == (5, 28, 28, 1) and test.y.tolist() == [0, 1, 2]
     np.testing.assert_allclose(train.x[4], 4 / 255)
@@ -94,7 +94,7 @@ def test_tfds_fallback(tmp_path, monkeypatch):
 
 def test_unknown_name():
     with pytest.raises(ValueError, match="name: expected one of"):
-        nnlab.load_dataset("cifar")
+        nnlab.data.load_dataset("cifar")
 
 
 def test_real_mnist(mnist_data):
@@ -105,6 +105,6 @@ def test_real_mnist(mnist_data):
 
 def test_make_dataset_checks():
     with pytest.raises(ValueError, match="x: expected a non-empty batch"):
-        nnlab.make_dataset(np.zeros((0, 2)), np.zeros(0, np.int32), num_classes=2)
+        nnlab.data.make_dataset(np.zeros((0, 2)), np.zeros(0, np.int32), num_classes=2)
     with pytest.raises(ValueError, match=r"expected 3 labels \(one per sample of x\), got 2"):
-        nnlab.make_dataset(np.zeros((3, 2)), np.zeros(2, np.int32), num_classes=2)
+        nnlab.data.make_dataset(np.zeros((3, 2)), np.zeros(2, np.int32), num_classes=2)
