@@ -12,16 +12,18 @@ import threading
 import warnings
 from pathlib import Path
 
+import jax
+
 from . import configs
+from . import data as D
 from ._paths import check_output_path
-from ._run import RunConfig, evaluate_checkpoint, run
+from ._run import RunConfig, evaluate_checkpoint, run, run_seeds
 from ._signals import Interrupted
 from .checkpoint import Checkpointer, CheckpointWarning
-from . import data as D
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
-from .seeds import format_study, run_seeds
+from .study import format_study
 from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
 from .train import COMPUTE_DTYPES, ENGINES, as_key
 
@@ -103,13 +105,19 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_path(args.checkpoint_dir, name="--checkpoint-dir", folder=True)
 
 
-def _train(name: str, args: argparse.Namespace) -> int:
-    cfg = config_from_args(name, args)
+def _checkpoint_args(args: argparse.Namespace) -> dict:
+    """run / run_seeds keyword arguments of the checkpoint flags."""
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "checkpoint_every": args.checkpoint_every,
+            "keep": args.keep}
+
+
+def _train(name: str, args: argparse.Namespace) -> int:
+    cfg = config_from_args(name, args)
+    checkpoints = _checkpoint_args(args)
     _check_outputs(args)
-    results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
-                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
+    results, _ = run(cfg, progress=False if args.quiet else None, **checkpoints)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
@@ -121,15 +129,15 @@ def _train(name: str, args: argparse.Namespace) -> int:
 def _no_checkpoints(args: argparse.Namespace) -> None:
     if args.checkpoint_dir or args.resume:
         raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
-                         f"(its members keep no checkpoints), got {args.checkpoint_dir or '--resume'}")
+                         f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}")
 
 
 def _seeds(args: argparse.Namespace) -> int:
-    _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
+    checkpoints = _checkpoint_args(args)
     _check_outputs(args)
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
-                           progress=False if args.quiet else None)
+                           progress=False if args.quiet else None, **checkpoints)
     print(format_study(results))
     return _save(results, args)
 
@@ -295,11 +303,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compilation_cache() -> None:
+    """Switches on JAX's persistent compilation cache in ~/.cache/nnlab/jax (or $NNLAB_COMPILATION_CACHE;
+    'off' disables it), so a repeated command loads its compiled programs instead of compiling them."""
+    folder = os.environ.get("NNLAB_COMPILATION_CACHE", str(Path.home() / ".cache" / "nnlab" / "jax"))
+    if folder != "off":
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `nnlab` command. Every user error is one line `nnlab: error: ...` and exit code 2
     (`--debug`: the traceback instead); SIGINT / SIGTERM end with one line and 130 / 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    _compilation_cache()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
     try:

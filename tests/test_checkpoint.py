@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The tiny run the kill tests train: spirals, a 2-16-3 tanh MLP, Adam, validation every epoch.
 SETUP = """
 import jax, nnlab
-train = nnlab.spirals(200, key=jax.random.key(1))
-val = nnlab.spirals(100, key=jax.random.key(2))
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+train = nnlab.data.spirals(200, key=jax.random.key(1))
+val = nnlab.data.spirals(100, key=jax.random.key(2))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 config = nnlab.TrainConfig(epochs=12, batch_size=20, learning_rate=1e-2, patience=50)
 """
 _ns: dict = {}
@@ -64,7 +64,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None
 
 
 def _sha(variables) -> str:
-    return nnlab.params_sha256(variables["params"])
+    return nnlab.report.params_sha256(variables["params"])
 
 
 @pytest.mark.optax_promotion
@@ -104,7 +104,7 @@ from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab import checkpoint as C
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = C.Checkpointer(sys.argv[1])
 ckpt.save(state.replace(epoch=state.epoch + 1))
@@ -124,8 +124,8 @@ ckpt.save(state.replace(epoch=state.epoch + 2))
     assert partial.is_dir() and not (partial / "manifest.json").exists()
     ckpt = nnlab.Checkpointer(tmp_path)
     assert ckpt.epochs() == [1] and ckpt.latest().name == "epoch_000001"
-    with pytest.raises(nnlab.CheckpointError, match="no manifest.json: an incomplete save"):
-        nnlab.read_checkpoint(partial)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="no manifest.json: an incomplete save"):
+        nnlab.checkpoint.read_checkpoint(partial)
     state = _state()
     restored = ckpt.restore(state)
     assert restored.epoch == 1 and _sha(restored.state.variables) == _sha(state.variables)
@@ -154,8 +154,8 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
 def test_tree_mismatch_names_keys_and_shapes(tmp_path, widths, message):
     ckpt = nnlab.Checkpointer(tmp_path)
     ckpt.save(_state())
-    other = nnlab.mlp(widths, activation="tanh", input_shape=(2,))
-    with pytest.raises(nnlab.CheckpointError, match=message):
+    other = nnlab.nn.mlp(widths, activation="tanh", input_shape=(2,))
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
         ckpt.restore(_state(other))
 
 
@@ -185,8 +185,8 @@ def test_truncated_or_tampered_checkpoint_is_a_clear_error(tmp_path, damage, mes
     ckpt = nnlab.Checkpointer(tmp_path)
     path = ckpt.save(_state())
     damage(path)
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path, _state())
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path, _state())
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_unwritable_folder_is_a_clear_error_and_keeps_the_previous_checkpoint(sm
         free = os.statvfs(small_tmpfs)
         (small_tmpfs / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize))
         expected = "No space left on device|RESOURCE_EXHAUSTED|space"
-    with pytest.raises(nnlab.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
                        r".*the previous checkpoint epoch_000000 is untouched"):
         ckpt.save(state.replace(epoch=state.epoch + 1))
         ckpt.wait()  # a background write fails here
@@ -230,7 +230,7 @@ def test_unwritable_folder_is_a_clear_error_and_keeps_the_previous_checkpoint(sm
 def test_async_save_into_a_path_that_cannot_be_a_folder_fails_at_once(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     ckpt = nnlab.Checkpointer(tmp_path / "file" / "run", async_save=True)
-    with pytest.raises(nnlab.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"):
         ckpt.save(_state())
     good = nnlab.Checkpointer(tmp_path / "run", async_save=True)
     good.save(_state())
@@ -270,8 +270,8 @@ def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     cfg = nnlab.RunConfig(model="mnist-mlp", dataset="blobs", model_kwargs={"width": 8, "depth": 1})
     ckpt = nnlab.Checkpointer(tmp_path, config=cfg.to_dict())
     x = jax.random.uniform(jax.random.key(3), (5, 28, 28, 1))
-    model = nnlab.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
-                                     nnlab.fit_normalization(np.asarray(x)))
+    model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
+                                     nnlab.data.fit_normalization(np.asarray(x)))
     state = init_state(model, make_tx(CONFIG, 10), x[:1], key=jax.random.key(0))
     ckpt.save(state)
     loaded = nnlab.load_model(tmp_path)
@@ -349,7 +349,7 @@ def test_relative_paths_work_from_any_working_directory(tmp_path, monkeypatch, c
     loaded = nnlab.load_model("runs/xor")
     assert loaded.path == tmp_path / "runs" / "xor" / "epoch_000030"
     assert _sha(loaded.variables) == results["params_sha256"]
-    assert nnlab.read_checkpoint("runs/xor/epoch_000030").epoch == 30
+    assert nnlab.checkpoint.read_checkpoint("runs/xor/epoch_000030").epoch == 30
     ckpt = nnlab.Checkpointer("runs/xor")  # resolved where it enters: a later chdir changes nothing
     monkeypatch.chdir(tmp_path / "out")
     assert ckpt.latest() == tmp_path / "runs" / "xor" / "epoch_000030"
@@ -383,7 +383,7 @@ import sys, time
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = nnlab.Checkpointer(sys.argv[1]).open()
 ckpt.save(state.replace(epoch=state.epoch + 1))
@@ -393,10 +393,10 @@ time.sleep(300)
     _wait_for(lambda: (tmp_path / "ready").exists(), holder)
     before = _tree(tmp_path)
     busy = "is being written by another process .*holds the lock .*nnlab-lock"
-    with pytest.raises(nnlab.CheckpointError, match=busy):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(1), config=CONFIG, val=VAL,
                   checkpointer=nnlab.Checkpointer(tmp_path / "run"), resume=True)
-    with pytest.raises(nnlab.CheckpointError, match=busy):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
         nnlab.Checkpointer(tmp_path / "run", keep=1).save(_state().replace(epoch=jnp.int32(5)))
     assert _tree(tmp_path) == before
     _sigkill(holder)  # the kernel releases its lock
@@ -423,8 +423,8 @@ def test_manifest_entries_outside_the_checkpoint_are_refused_unread(tmp_path, mo
     hashed = []
     real_sha = nnlab.checkpoint.file_sha256
     monkeypatch.setattr(nnlab.checkpoint, "file_sha256", lambda p: (hashed.append(os.path.realpath(p)), real_sha(p))[1])
-    with pytest.raises(nnlab.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"):
+        nnlab.checkpoint.read_checkpoint(path)
     assert str(outside) not in hashed
 
 
@@ -446,8 +446,8 @@ def test_a_manifest_that_verifies_nothing_is_refused(tmp_path, manifest, message
     elif manifest == "DROP_META":
         manifest = json.dumps({k: v for k, v in entries.items() if k != "meta.json"})
     (path / "manifest.json").write_text(manifest)
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -463,8 +463,8 @@ def test_a_damaged_meta_file_is_a_checkpoint_error(tmp_path, change, message):
     meta = json.loads((path / "meta.json").read_text())
     change(meta)
     _rewrite(path, "meta.json", json.dumps(meta).encode())
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path)
 
 
 @pytest.mark.optax_promotion
@@ -483,7 +483,7 @@ def test_resume_falls_back_to_the_newest_valid_checkpoint_with_a_warning(tmp_pat
                             resume=True)
     assert _sha(resumed.variables) == _sha(whole.variables) and resumed.epochs_run == CONFIG.epochs
     assert ckpt.epochs()[-1] == CONFIG.epochs
-    nnlab.read_checkpoint(ckpt.path(4))  # rewritten whole by the resumed run
+    nnlab.checkpoint.read_checkpoint(ckpt.path(4))  # rewritten whole by the resumed run
 
 
 def test_resume_with_more_epochs_continues_and_changed_settings_are_named(tmp_path, capsys):
@@ -523,7 +523,7 @@ def test_a_second_signal_during_a_checkpoint_write_lets_the_write_complete(tmp_p
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[first])
     assert stop.value.exit_code == 128 + signal.SIGINT and stop.value.checkpoint == ckpt.path(3)
     assert ckpt.epochs() == [3] and sorted(p.name for p in tmp_path.iterdir()) == [".nnlab-lock", "epoch_000003"]
-    assert nnlab.read_checkpoint(ckpt.path(3)).log["stopped"] is False  # interrupted is not stopped: resume continues
+    assert nnlab.checkpoint.read_checkpoint(ckpt.path(3)).log["stopped"] is False  # interrupted is not stopped: resume continues
 
 
 @pytest.mark.optax_promotion
@@ -562,8 +562,8 @@ def saved_checkpoint(tmp_path_factory) -> Path:
 
 def _reads_or_refuses(path: Path) -> None:
     try:
-        nnlab.read_checkpoint(path, _state())
-    except nnlab.CheckpointError:
+        nnlab.checkpoint.read_checkpoint(path, _state())
+    except nnlab.checkpoint.CheckpointError:
         pass
 
 
