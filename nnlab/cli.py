@@ -32,6 +32,7 @@ _TRAIN_FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "learning_rate",
     "momentum": "momentum", "schedule": "schedule", "weight_decay": "weight_decay", "l1": "l1",
     "patience": "patience", "engine": "engine", "compute_dtype": "compute_dtype", "devices": "devices",
+    "member_shards": "member_shards",
 }
 
 
@@ -55,7 +56,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)")
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, help="bfloat16: mixed precision, float32 parameters")
-    p.add_argument("--devices", type=int, help="data parallelism over this many devices (0: all)")
+    p.add_argument("--devices", type=int, help="train on this many devices (0: all): data parallel, or see "
+                                               "--member-shards")
+    p.add_argument("--member-shards", type=int, metavar="K",
+                   help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)")
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p.add_argument("--train-subset", type=int, metavar="N",

@@ -142,7 +142,7 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
     for a, b in zip(jax.tree.leaves(to_plain(state)), jax.tree.leaves(to_plain(restored))):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
-    assert jnp.issubdtype(restored.key.dtype, jax.dtypes.prng_key) and int(restored.step) == 7
+    assert jnp.issubdtype(restored.rng["dropout"].dtype, jax.dtypes.prng_key) and int(restored.step) == 7
     assert jax.tree.structure(restored) == jax.tree.structure(state)
 
 
@@ -261,8 +261,9 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
 def test_a_folder_loads_the_best_variables_even_when_the_best_epoch_was_not_saved(tmp_path):
     ckpt = nnlab.Checkpointer(tmp_path, every=3)
     result = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=7), val=VAL, checkpointer=ckpt)
-    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path), _state())
-    assert _sha(loaded.best_variables) == _sha(result.variables)
+    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path),
+                                              nnlab.train.stack([_state()]))
+    assert _sha(nnlab.train.member(loaded.best_variables, 0)) == _sha(result.variables)
 
 
 @pytest.mark.optax_promotion
@@ -354,7 +355,8 @@ def test_relative_paths_work_from_any_working_directory(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path / "out")
     assert ckpt.latest() == tmp_path / "runs" / "xor" / "epoch_000030"
     xor = nnlab.configs.get_config("xor").train
-    template = init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)), key=jax.random.key(0))
+    template = nnlab.train.stack([init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)),
+                                            key=jax.random.key(0))])
     assert ckpt.restore(template).epoch == 30
 
 
@@ -453,7 +455,7 @@ def test_a_manifest_that_verifies_nothing_is_refused(tmp_path, manifest, message
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.pop("arrays_sha256"), r"meta.json is damaged \(expected an epoch number and arrays_sha256\)"),
     (lambda m: m.update(log=[]), r"meta.json is damaged \(log: expected an object\)"),
-    (lambda m: m.update(log={"history": 3}), r"meta.json is damaged \(log: unexpected values for \['history'\]\)"),
+    (lambda m: m.update(log={"histories": 3}), r"meta.json is damaged \(log: unexpected values for \['histories'\]\)"),
     (lambda m: m.update(epoch="7"), r"meta.json is damaged \(expected an epoch number"),
 ])
 def test_a_damaged_meta_file_is_a_checkpoint_error(tmp_path, change, message):
@@ -477,7 +479,7 @@ def test_resume_falls_back_to_the_newest_valid_checkpoint_with_a_warning(tmp_pat
     for e in range(6, CONFIG.epochs + 1, 2):
         shutil.rmtree(ckpt.path(e))
     _flip(_largest_array_file(ckpt.path(4)))
-    with pytest.warns(nnlab.CheckpointWarning, match=r"skipping .*epoch_000004, which is damaged .*truncated or "
+    with pytest.warns(nnlab.checkpoint.CheckpointWarning, match=r"skipping .*epoch_000004, which is damaged .*truncated or "
                       r"altered.*using the newest valid checkpoint before it"):
         resumed = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt,
                             resume=True)
@@ -519,7 +521,7 @@ def test_a_second_signal_during_a_checkpoint_write_lets_the_write_complete(tmp_p
 
     monkeypatch.setattr(nnlab.checkpoint, "_add_manifest", signal_twice_then_write)
     first = lambda epoch, state, record: epoch == 3 and os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
-    with pytest.raises(nnlab.Interrupted) as stop:
+    with pytest.raises(nnlab.train.Interrupted) as stop:
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[first])
     assert stop.value.exit_code == 128 + signal.SIGINT and stop.value.checkpoint == ckpt.path(3)
     assert ckpt.epochs() == [3] and sorted(p.name for p in tmp_path.iterdir()) == [".nnlab-lock", "epoch_000003"]
@@ -537,7 +539,7 @@ def test_a_second_signal_mid_epoch_stops_at_once_keeping_the_last_checkpoint(tmp
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(nnlab.Interrupted, match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
+    with pytest.raises(nnlab.train.Interrupted, match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
                        r"the newest checkpoint is .*epoch_000002"):
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[twice])
     assert ckpt.epochs() == [2]

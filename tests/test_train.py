@@ -141,7 +141,7 @@ def test_linen_and_functional_mlp_train_identically():
     train, val = _spirals()
     func = nnlab.nn.mlp([2, 8, 2], activation="tanh")
     linen = nnlab.from_linen(nnlab.nn.MLP([8, 2], activation="tanh"))
-    tx = make_tx(SGD, 8)
+    tx = nnlab.train.make_tx(SGD, 8)
     s_func = nnlab.train.init_state(func, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
     p = s_func.params
     linen_params = {f"dense{i}": {"kernel": layer["W"].T, "bias": layer["s"]} for i, layer in enumerate(p)}
@@ -177,14 +177,15 @@ def test_divergence_stops_at_that_epoch_and_is_never_best_or_checkpointed(tmp_pa
     finite and overflows the parameters in a later epoch."""
     config = nnlab.TrainConfig(epochs=6, batch_size=None, optimizer="adam", learning_rate=3e38, loss="squared_error")
     ckpt = nnlab.Checkpointer(tmp_path)
-    with pytest.raises(nnlab.DivergenceError, match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
+    with pytest.raises(nnlab.train.DivergenceError, match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
                        r"likely cause: the learning rate 3e\+38 is too large .* Epoch \1 was not kept") as error:
         nnlab.fit(nnlab.get_model("xor-mlp"), XOR, key=jax.random.key(0), config=config, val=XOR, checkpointer=ckpt)
     diverged = int(error.value.args[0].split()[1].rstrip(":"))
     assert diverged >= 2 and ckpt.epochs() == list(range(1, diverged))
     saved = nnlab.checkpoint.read_checkpoint(ckpt.latest())
-    assert saved.log["best_epoch"] == diverged - 1 and len(saved.log["history"]) == diverged - 1
-    assert all(np.isfinite([h["train_loss"], h["val_loss"]]).all() for h in saved.log["history"])
+    history = saved.log["histories"][0]
+    assert saved.log["tracker"]["best_epoch"] == [diverged - 1] and len(history) == diverged - 1
+    assert all(np.isfinite([h["train_loss"], h["val_loss"]]).all() for h in history)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved.best_variables))
 
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_seed
+
 STREAMS = {"split": 0, "init": 1, "data": 2, "dropout": 3, "augment": 4, "dataset": 5}
 # the streams a training state carries (split and init are used up before training starts)
 STEP_STREAMS = ("data", "dropout", "augment")
@@ -24,8 +26,7 @@ STEP_STREAMS = ("data", "dropout", "augment")
 def as_key(key) -> jax.Array:
     """A typed PRNG key from a typed key, raw uint32 key data [2] or an int seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        if not 0 <= int(key) < 2**63:
-            raise ValueError(f"key: expected an int seed in [0, 2**63), got {int(key)}")
+        check_seed(key, name="key")
         return jax.random.key(int(key))
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key

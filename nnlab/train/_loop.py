@@ -29,7 +29,7 @@ from ._keys import as_key, member_keys
 from ._parallel import make_layout, put
 from ._precision import with_compute_dtype
 from ._progress import Progress
-from ._state import TrainState, init_members, member, stack
+from ._state import TrainState, copy, init_members, member, stack
 from ._step import epoch_order, make_eval_batch, make_train_step, model_objective
 from ._tracking import REPORT, DivergenceError, Tracker, divergence_message, end_epoch, init_tracker
 from ._tx import check_hparams, make_tx, set_hparams
@@ -214,7 +214,7 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
         if hparams is not None:
             state = state.replace(opt_state=set_hparams(state.opt_state, hparams))
     else:
-        state = jax.device_put(jax.tree.map(jnp.copy, state), members)  # the steps donate: never the caller's arrays
+        state = jax.device_put(copy(state), members)  # the steps donate: never the caller's arrays
     tracker = init_tracker(state, validate=val is not None)
     histories: list[list[dict]] = [[] for _ in range(S)]
     done, stopped = 0, False

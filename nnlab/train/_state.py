@@ -61,6 +61,19 @@ def member(tree, i: int):
     return jax.tree.map(lambda a: a[i], tree)
 
 
+def _stack_leaves(*leaves) -> jax.Array:
+    """A fresh array [S, ...]; PRNG keys go through their key data, so the callers' keys stay unconsumed."""
+    if isinstance(leaves[0], jax.Array) and jnp.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in leaves]),
+                                        impl=jax.random.key_impl(leaves[0]))
+    return jnp.stack(leaves)
+
+
 def stack(trees: list):
-    """Pytrees of one member each stacked into one with a leading member axis [S, ...]."""
-    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+    """Pytrees of one member each stacked into one with a leading member axis [S, ...] (fresh arrays)."""
+    return jax.tree.map(_stack_leaves, *trees)
+
+
+def copy(tree):
+    """A copy of `tree` with fresh arrays (so donating them never deletes the caller's)."""
+    return jax.tree.map(lambda a: _stack_leaves(a)[0], tree)

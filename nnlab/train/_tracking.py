@@ -3,6 +3,7 @@ pytree beside the training state and updated with `jnp.where` inside one compile
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.struct
@@ -14,6 +15,21 @@ from ._state import TrainState
 
 # columns of the per-epoch report [S, len(REPORT)] the host receives
 REPORT = ("train_loss_sum", "train_errors", "train_count", "val_loss", "val_error", "improved", "finite", "active")
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or non-finite parameters; the message names the
+    epoch and the likely cause. Nothing of that epoch is kept: it is never the best epoch
+    and is never checkpointed."""
+
+
+def divergence_message(epoch: int, record: dict, learning_rate: float | None) -> str:
+    """What a DivergenceError says: the epoch, what turned non-finite, the likely cause."""
+    bad = [f"{name} {record[name]}" for name in ("train_loss", "val_loss")
+           if record.get(name) is not None and not math.isfinite(record[name])] or ["non-finite parameters"]
+    rate = f"learning rate {learning_rate:g}" if learning_rate is not None else "learning rate"
+    return (f"epoch {epoch}: training diverged ({', '.join(bad)}); likely cause: the {rate} is too large for this "
+            f"model and data (or the inputs are far from unit scale); try a smaller one. Epoch {epoch} was not kept")
 
 
 @flax.struct.dataclass
@@ -36,14 +52,17 @@ class Tracker:
     best_variables: Any
 
     def to_json(self) -> dict:
-        """The small arrays as JSON-ready lists (float32 values round-trip exactly through float)."""
-        return {"best": jax.device_get(self.best).tolist(), "best_epoch": jax.device_get(self.best_epoch).tolist(),
+        """The small arrays as JSON-ready lists (float32 values round-trip exactly through float;
+        the infinity of 'no best yet' as null)."""
+        best = [[None if math.isinf(v) else v for v in row] for row in jax.device_get(self.best).tolist()]
+        return {"best": best, "best_epoch": jax.device_get(self.best_epoch).tolist(),
                 "since_best": jax.device_get(self.since_best).tolist(), "active": jax.device_get(self.active).tolist(),
                 "diverged": jax.device_get(self.diverged).tolist()}
 
     @classmethod
     def from_json(cls, data: dict, best_variables) -> "Tracker":
-        return cls(jnp.asarray(data["best"], jnp.float32), jnp.asarray(data["best_epoch"], jnp.int32),
+        best = [[math.inf if v is None else v for v in row] for row in data["best"]]
+        return cls(jnp.asarray(best, jnp.float32), jnp.asarray(data["best_epoch"], jnp.int32),
                    jnp.asarray(data["since_best"], jnp.int32), jnp.asarray(data["active"], bool),
                    jnp.asarray(data["diverged"], jnp.int32), best_variables)
 
