@@ -12,8 +12,8 @@ One checkpoint is a folder `DIR/epoch_000012/`:
 
 Writing goes through Orbax's `CheckpointManager`: it writes into a temporary folder of its own
 and renames it into place when complete (atomic finalisation), removes only its own
-temporaries, keeps the last `keep` checkpoints plus the best, and writes in the background on
-request. nnlab adds meta.json and the manifest on top; a folder without a manifest is an
+temporaries and keeps the last `keep` checkpoints plus the best; a background save is nnlab's
+own thread around it. nnlab adds meta.json and the manifest on top; a folder without a manifest is an
 incomplete save and never counts as a checkpoint. One writer at a time: a Checkpointer that
 writes holds `DIR/.nnlab-lock` (fcntl.flock), so a second writer fails at once, changing nothing.
 
@@ -337,9 +337,11 @@ class Checkpointer:
 
     every: `fit` saves every `every` epochs (and at the end); keep: the last `keep`
     checkpoints stay, plus the one of the best validation error. config: saved with each
-    checkpoint (e.g. `RunConfig.to_dict()`). async_save: Orbax writes in the background
+    checkpoint (e.g. `RunConfig.to_dict()`). async_save: the save runs in a background thread
     (the arrays are copied to the host first); a failure is raised by the next `save` or by
-    `wait` / `close`. While it writes, a Checkpointer holds the folder's lock: from `open()`
+    `wait` / `close`. (Not Orbax's own asynchronous mode: in orbax-checkpoint 0.12.8, after a
+    failed write its signalling threads kept the process from exiting for their 20-minute
+    timeout.) While it writes, a Checkpointer holds the folder's lock: from `open()`
     to `close()` (`fit` does both, and so does `with Checkpointer(...) as ckpt:`), or else
     for each `save` (until its background write is done).
     """
@@ -397,7 +399,7 @@ class Checkpointer:
                                           keep_checkpoints_without_metrics=False)])
             options = ocp.CheckpointManagerOptions(
                 step_prefix=_PREFIX[:-1], step_format_fixed_length=6, preservation_policy=policy, best_fn=_rank,
-                enable_async_checkpointing=self.async_save, cleanup_tmp_directories=True, create=False)
+                enable_async_checkpointing=False, cleanup_tmp_directories=True, create=False)
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         return self
 
@@ -475,17 +477,22 @@ class Checkpointer:
         validated = _is_number(meta["val_error"]) and _is_number(meta["val_loss"])
         rank = [meta["val_error"], meta["val_loss"], epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
         with critical():
-            try:
-                self._drop_from(epoch)
-                self._manager.save(epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)),
-                                   metrics={"rank": rank}, force=True)
-            except Exception as e:
-                self._failed(epoch, e)
             if self._pool is None:
-                self._finish(epoch, meta)
+                self._commit(epoch, arrays, meta, rank)
             else:
-                self._pending = self._pool.submit(self._finish, epoch, meta)
+                self._pending = self._pool.submit(self._commit, epoch, arrays, meta, rank)
         return self.path(epoch)
+
+    def _commit(self, epoch: int, arrays: dict, meta: dict, rank: list) -> None:
+        """Writes the checkpoint of `epoch` whole (Orbax's save, then meta.json and the manifest)."""
+        try:
+            self._drop_from(epoch)
+            self._manager.save(epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)),
+                               metrics={"rank": rank}, force=True)
+            self._manager.wait_until_finished()
+            _add_manifest(self.path(epoch), meta)
+        except Exception as e:
+            self._failed(epoch, e)
 
     def _drop_from(self, epoch: int) -> None:
         """Removes the checkpoints (complete or not) of `epoch` and later epochs from this folder."""
@@ -498,13 +505,6 @@ class Checkpointer:
                 dropped = True
         if dropped:
             self._manager.reload()
-
-    def _finish(self, epoch: int, meta: dict) -> None:
-        try:
-            self._manager.wait_until_finished()
-            _add_manifest(self.path(epoch), meta)
-        except Exception as e:
-            self._failed(epoch, e)
 
     def _failed(self, epoch: int, error: Exception):
         """Removes what this save left (Orbax's temporary folder of `epoch`, or the unfinished
