@@ -633,3 +633,26 @@ def test_any_bytes_in_manifest_or_meta_give_a_checkpoint_or_a_checkpoint_error(s
         shutil.rmtree(path)
 
     check()
+
+
+@pytest.mark.optax_promotion
+def test_a_seed_study_killed_after_its_second_checkpoint_resumes_bitwise(tmp_path):
+    """3 members in one program, each with its own early stopping: killed with SIGKILL once two
+    checkpoints exist, resumed, it ends bitwise as the uninterrupted study."""
+    proc = _python(SETUP + """
+import sys, time
+from nnlab.checkpoint import Checkpointer
+nnlab.fit_many(model, train, keys=[0, 1, 2], config=config.replace(patience=3), val=val,
+               checkpointer=Checkpointer(sys.argv[1], every=2), callbacks=[lambda *a: time.sleep(0.2)])
+""", str(tmp_path))
+    ckpt = nnlab.Checkpointer(tmp_path, every=2)
+    _wait_for(lambda: len(ckpt.epochs()) >= 2, proc)
+    _sigkill(proc)
+    assert 4 <= ckpt.epochs()[-1] < CONFIG.epochs
+    config = CONFIG.replace(patience=3)
+    resumed = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL, checkpointer=ckpt, resume=True)
+    whole = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL)
+    assert _sha(resumed.variables) == _sha(whole.variables) and _sha(resumed.state.variables) == _sha(whole.state.variables)
+    assert (resumed.best_epochs, resumed.epochs_run) == (whole.best_epochs, whole.epochs_run)
+    drop = lambda hs: [[{k: v for k, v in r.items() if k != "seconds"} for r in h] for h in hs]  # noqa: E731
+    assert drop(resumed.histories) == drop(whole.histories)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab import write_json
+from nnlab.report import write_json
 from nnlab.cli import main
 
 REQUIRED = ["test_error", "test_errors", "n_test", "params", "epochs_run", "train_seconds", "device",

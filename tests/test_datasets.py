@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab import ChecksumError, DataNotFoundError, write_idx
+from nnlab.data import ChecksumError, DataNotFoundError, write_idx
 
 NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
