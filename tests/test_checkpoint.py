@@ -232,7 +232,7 @@ import subprocess, sys
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = nnlab.Checkpointer(Path(sys.argv[1], "run"), async_save=True).open()
 ckpt.save(state)
@@ -242,7 +242,7 @@ try:
     ckpt.save(state.replace(epoch=state.epoch + 1))
     print("save returned", flush=True)
     ckpt.wait()
-except nnlab.CheckpointError as e:
+except nnlab.checkpoint.CheckpointError as e:
     print("raised:", e, flush=True)
 ckpt.close()
 print("epochs:", ckpt.epochs(), flush=True)

@@ -82,7 +82,8 @@ def test_a_diverging_member_stops_alone_and_fit_raises():
     assert many.diverged[0] == 0 and many.epochs_run[0] == 4
     assert many.diverged[1] == many.epochs_run[1] >= 1 and many.best_epochs[1] < many.diverged[1]
     assert np.all(np.isfinite(nnlab.train.member(many.variables["params"], 1)["Dense_0"]["kernel"]))
-    with pytest.raises(nnlab.train.TrainingDiverged, match=r"epoch 1: the training loss or the parameters became NaN"):
+    with pytest.raises(nnlab.train.DivergenceError,
+                       match=r"epoch 1: training diverged .*the learning rate 1e\+30 is too large"):
         nnlab.fit(_model(), train, key=0, config=cfg.replace(learning_rate=1e30), val=val)
 
 
@@ -182,7 +183,6 @@ def test_cli_seeds_members_match_single_cli_runs(tmp_path, capsys):
     assert "xor-mlp, 2 seeds: test error mean" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["seeds", "sweep"])
-def test_cli_members_refuse_checkpoint_flags(command, tmp_path, capsys):
-    assert main([command, "xor", "--checkpoint-dir", str(tmp_path)]) == 2
-    assert f"--checkpoint-dir / --resume: expected neither with `nnlab {command}`" in capsys.readouterr().err
+def test_cli_sweep_refuses_checkpoint_flags(tmp_path, capsys):
+    assert main(["sweep", "xor", "--checkpoint-dir", str(tmp_path)]) == 2
+    assert "--checkpoint-dir / --resume: expected neither with `nnlab sweep`" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def test_random_search_draws_in_range_log_uniform_and_repeats():
 
 
 @pytest.mark.parametrize("space, error", [
-    ({"momentum": [0.9]}, "space: expected knobs from"),
+    ({"lr": [0.1]}, "space: expected knobs from"),
     ({"width": []}, r"space\['width'\]: expected a non-empty list"),
     ({"learning_rate": (0.0, 1.0)}, r"space\['learning_rate'\]: expected a range"),
 ])
@@ -83,4 +83,4 @@ def test_cli_param_syntax(text, expected):
 
 def test_cli_param_names_the_knobs():
     with pytest.raises(ValueError, match="--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in"):
-        _parse_param("momentum=0.9")
+        _parse_param("lr=0.1")

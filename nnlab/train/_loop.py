@@ -389,7 +389,7 @@ def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(
         progress: bool | None = None) -> FitResult:
     """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch:
     `fit_many` with the single member `key` (a jax.random.key or an int seed), its member axis
-    squeezed. Raises TrainingDiverged when the loss or the parameters turn NaN or Inf.
+    squeezed. Raises DivergenceError when the loss or the parameters turn NaN or Inf.
 
     Each callback gets (epoch, state, record) after every epoch and stops training by
     returning True; `state` is valid during the call only (the next step donates its
