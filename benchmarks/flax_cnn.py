@@ -1,8 +1,9 @@
 """nnlab vs the Flax MNIST example's loop vs PyTorch eager, same CNN, same batch, one process.
 
-The contenders train side by side, one epoch each in turn, a different one first each epoch
-(so load on a shared machine hits all of them alike); test accuracy is measured between
-epochs, outside the timed part.
+nnlab runs as a user runs it: `nnlab.fit` (its per-epoch wall times from the history, test
+accuracy from a callback, outside the timed part). The contenders run in rounds, each for
+all its epochs, in a different order every round (so load on a shared machine hits all of
+them alike); the figures are medians over the rounds.
 
   python benchmarks/flax_cnn.py --n-train 6400 --epochs 4            # seconds per epoch
   python benchmarks/flax_cnn.py --epochs 4 --target 0.99 --json r.json  # time to 99% on full MNIST
@@ -31,7 +32,6 @@ import optax
 from flax.training import train_state
 
 import nnlab
-from nnlab.train import epoch_order, init_state, make_engine, make_train_step, make_tx
 
 BATCH, LR, MOMENTUM = 128, 0.1, 0.9
 
@@ -70,12 +70,27 @@ def _flax_update_model(state, grads):
     return state.apply_gradients(grads=grads)
 
 
-class FlaxExample:
+class _EpochByEpoch:
+    """run(epochs) from a fresh start, built on the subclass's setup(), epoch() and test_accuracy()."""
+
+    def __init__(self, train, test, seed):
+        self.args = (train, test, seed)
+
+    def run(self, epochs: int) -> tuple[list[float], list[float]]:
+        self.setup(*self.args)
+        times, accuracies = [], []
+        for _ in range(epochs):
+            times.append(self.epoch())
+            accuracies.append(self.test_accuracy())
+        return times, accuracies
+
+
+class FlaxExample(_EpochByEpoch):
     """The Flax MNIST example's train_epoch: host-side batches, two jitted calls per step."""
 
     name = "flax-example"
 
-    def __init__(self, train, test, seed):
+    def setup(self, train, test, seed):
         self.x, self.y, self.test = train.x, train.y, test
         self.rng = jax.random.key(seed)
         cnn = FlaxExampleCNN()
@@ -104,39 +119,34 @@ class FlaxExample:
         return float(np.mean(pred == self.test.y))
 
 
-class NnlabEngine:
-    """nnlab's own pieces (the same `fit` runs) with a chosen engine and compute dtype."""
+class NnlabFit:
+    """`nnlab.fit` of the flax-cnn config (what `nnlab train flax-cnn` runs) with a chosen engine and dtype."""
 
     def __init__(self, train, test, seed, engine, compute_dtype):
         self.name = f"nnlab[{engine},{compute_dtype}]"
-        self.model, self.test = nnlab.get_model("flax-cnn"), test
-        self.config = nnlab.configs.get_config("flax-cnn").train.replace(
-            engine=engine, compute_dtype=compute_dtype)
-        self.x, self.y = jax.device_put(train.x), jax.device_put(train.y)
-        tx = make_tx(self.config, len(train.x) // BATCH)
-        self.state = init_state(self.model, tx, self.x[:1], key=jax.random.key(seed))
-        step = make_train_step(nnlab.train.with_compute_dtype(self.model, compute_dtype), tx, self.config)
-        self.engine = make_engine(step, engine)
-        self.order = jax.jit(epoch_order, static_argnums=(2, 3))
+        self.train, self.test, self.seed = train, test, seed
+        self.model = nnlab.get_model("flax-cnn")
+        self.config = nnlab.configs.get_config("flax-cnn").train.replace(engine=engine, compute_dtype=compute_dtype)
 
-    def epoch(self) -> float:
-        t0 = time.perf_counter()
-        order = self.order(self.state.data_key, self.state.epoch, len(self.y), BATCH)
-        self.state, metrics = self.engine.run(self.state, self.x, self.y, order)
-        self.state = self.state.replace(epoch=self.state.epoch + 1)
-        np.asarray(metrics)
-        return time.perf_counter() - t0
+    def run(self, epochs: int) -> tuple[list[float], list[float]]:
+        accuracies = []
 
-    def test_accuracy(self) -> float:
-        return nnlab.evaluate(self.model, self.state.variables, self.test.x, self.test.y, num_classes=10).accuracy
+        def test(epoch, state, record):
+            accuracies.append(nnlab.evaluate(self.model, state.variables, self.test.x, self.test.y,
+                                             num_classes=10).accuracy)
+
+        r = nnlab.fit(self.model, self.train, key=self.seed, config=self.config.replace(epochs=epochs),
+                      callbacks=[test], progress=False)
+        self.name = f"nnlab[{r.engine},{self.config.compute_dtype}]" if self.config.engine == "auto" else self.name
+        return r.epoch_seconds, accuracies
 
 
-class TorchEager:
+class TorchEager(_EpochByEpoch):
     """The same CNN and SGD in PyTorch eager, data as in-memory tensors."""
 
     name = "pytorch-eager"
 
-    def __init__(self, train, test, seed):
+    def setup(self, train, test, seed):
         import torch
 
         self.torch = torch
@@ -195,6 +205,7 @@ def main(argv=None) -> int:
     p.add_argument("--engines", default="auto", help="nnlab engines to run, comma-separated")
     p.add_argument("--bf16", action="store_true", help="also run nnlab with compute_dtype='bfloat16'")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even where it is installed")
+    p.add_argument("--rounds", type=int, default=1, help="run every contender this many times, order rotated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
@@ -202,9 +213,9 @@ def main(argv=None) -> int:
     train, test = nnlab.mnist()
     train = train.take(args.n_train)
     contenders = [FlaxExample(train, test, args.seed)]
-    contenders += [NnlabEngine(train, test, args.seed, e, "float32") for e in args.engines.split(",")]
+    contenders += [NnlabFit(train, test, args.seed, e, "float32") for e in args.engines.split(",")]
     if args.bf16:
-        contenders.append(NnlabEngine(train, test, args.seed, "auto", "bfloat16"))
+        contenders.append(NnlabFit(train, test, args.seed, "auto", "bfloat16"))
     versions = {}
     if not args.no_torch:
         try:
@@ -213,15 +224,17 @@ def main(argv=None) -> int:
             versions = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
         except ImportError:
             print("PyTorch is not installed: left out", file=sys.stderr)
-    times = {c.name: [] for c in contenders}
-    accuracies = {c.name: [] for c in contenders}
-    for epoch in range(1, args.epochs + 1):
-        for c in contenders[epoch - 1:] + contenders[:epoch - 1]:  # a different one goes first each epoch
-            times[c.name].append(c.epoch())
-            accuracies[c.name].append(c.test_accuracy())
-            print(f"epoch {epoch} {c.name:24s} {times[c.name][-1]:8.3f} s  test accuracy {accuracies[c.name][-1]:.4f}",
-                  flush=True)
-    results = {name: summary(times[name], accuracies[name], train.n, args.target) for name in times}
+    rounds: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        for c in order if r % 2 == 0 else order[::-1]:
+            times, accuracies = c.run(args.epochs)
+            rounds.setdefault(c.name, []).append(summary(times, accuracies, train.n, args.target))
+            print(f"round {r} {c.name:24s} epochs {' '.join(f'{t:.3f}' for t in times)} s, test accuracy "
+                  f"{' '.join(f'{a:.4f}' for a in accuracies)}", flush=True)
+    results = {name: {**runs[-1], **{k: statistics.median(run[k] for run in runs)
+                                     for k in ("seconds_per_epoch", "images_per_second", "compile_seconds")},
+                      "rounds": runs} for name, runs in rounds.items()}
     base = results["flax-example"]["seconds_per_epoch"]
     torch_s = results.get("pytorch-eager", {}).get("seconds_per_epoch")
     rows = []
@@ -231,13 +244,13 @@ def main(argv=None) -> int:
         rows.append({"contender": name, **{k: r[k] for k in (
             "seconds_per_epoch", "images_per_second", "compile_seconds", "ratio_to_flax_example", "ratio_to_pytorch",
             "seconds_to_target")}, "final_accuracy": r["test_accuracy"][-1]})
-    print(nnlab.format_table(rows, list(rows[0])))
+    print(nnlab.report.format_table(rows, list(rows[0])))
     out = {"benchmark": "flax-cnn", "batch_size": BATCH, "n_train": train.n, "epochs": args.epochs,
-           "target": args.target, "engine_auto": nnlab.train.pick_engine("auto", jax.devices()[0].platform),
-           "results": results, **nnlab.environment(), "flax_version": flax.__version__, **versions,
+           "target": args.target, "rounds": args.rounds,
+           "results": results, **nnlab.report.environment(), "flax_version": flax.__version__, **versions,
            "xla_flags": os.environ.get("XLA_FLAGS"), "command": "python " + shlex.join(sys.argv)}
     if args.json:
-        nnlab.write_json(args.json, out)
+        nnlab.report.write_json(args.json, out)
     return 0
 
 

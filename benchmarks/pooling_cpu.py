@@ -67,9 +67,9 @@ def main() -> None:
         base, new = ms.values()
         rows.append({"round": r, **{f"{name}: ms/step": round(v, 1) for name, v in ms.items()},
                      "speedup": round(base / new, 2)})
-    print(nnlab.format_table(rows))
+    print(nnlab.report.format_table(rows))
     if args.json:
-        nnlab.write_json(args.json, {"rows": rows, "batch": args.batch, "steps": args.steps, **nnlab.environment()})
+        nnlab.report.write_json(args.json, {"rows": rows, "batch": args.batch, "steps": args.steps, **nnlab.report.environment()})
 
 
 if __name__ == "__main__":

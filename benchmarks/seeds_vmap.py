@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import nnlab
-from nnlab import seeds
 
 
 class PatchConv(nn.Module):
@@ -65,7 +64,7 @@ def cpu_mlp(members: int, epochs: int, rounds: int, data_dir) -> list[dict]:
     model = nnlab.build_model(cfg, splits.train)
     rows = []
     for r in range(rounds):
-        many = seeds.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val,
+        many = nnlab.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val,
                               progress=False)
         sequential = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val,
                                 progress=False) for i in range(members)]
@@ -87,8 +86,8 @@ def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[d
     rows = []
     for patches in (False, True):
         model = nnlab.from_linen(FlaxExampleCNN(patches=patches), input_shape=(28, 28, 1))
-        one = seeds.fit_many(model, train, keys=[0], config=cfg, progress=False)
-        many = seeds.fit_many(model, train, keys=list(range(members)), config=cfg, progress=False)
+        one = nnlab.fit_many(model, train, keys=[0], config=cfg, progress=False)
+        many = nnlab.fit_many(model, train, keys=list(range(members)), config=cfg, progress=False)
         t1, ts = _steady_epoch_seconds(one.histories), _steady_epoch_seconds(many.histories)
         rows.append({"model": "flax-example-cnn", "conv": "patches @ kernel" if patches else "nn.Conv",
                      "members": members, "one_epoch_seconds": t1, "members_epoch_seconds": ts,
@@ -107,15 +106,15 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--json")
     args = p.parse_args()
-    results = {**nnlab.environment()}
+    results = {**nnlab.report.environment()}
     if not args.skip_mlp:
         results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.data_dir)
-        print(nnlab.format_table(results["mlp"]))
+        print(nnlab.report.format_table(results["mlp"]))
     if args.cnn or jax.default_backend() == "gpu":
         results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)
-        print(nnlab.format_table(results["cnn"]))
+        print(nnlab.report.format_table(results["cnn"]))
     if args.json:
-        nnlab.write_json(args.json, results)
+        nnlab.report.write_json(args.json, results)
 
 
 if __name__ == "__main__":

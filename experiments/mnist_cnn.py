@@ -24,7 +24,7 @@ import nnlab  # noqa: E402
 
 def plot_misclassified(x: np.ndarray, y: np.ndarray, pred: np.ndarray, path: str, title: str) -> None:
     """A grid of the misclassified digits x: [n, 28, 28, 1] (the first 100), each titled 'true -> predicted'."""
-    idx = nnlab.misclassified(pred, y)[:100]
+    idx = nnlab.evaluation.misclassified(pred, y)[:100]
     cols = 10
     rows = max(1, -(-len(idx) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05 + 0.4), squeeze=False)
@@ -66,18 +66,18 @@ def main() -> None:
         print(f"epoch {epoch}: val {100 * record['val_error']:.2f}%  test {100 * ev.error_rate:.2f}%  "
               f"{record['seconds']:.0f} s", flush=True)
         if args.json:
-            nnlab.write_json(args.json, {"status": f"running: {epoch} of {cfg.train.epochs} epochs", "command": command,
+            nnlab.report.write_json(args.json, {"status": f"running: {epoch} of {cfg.train.epochs} epochs", "command": command,
                                          "best_val_epoch": best["epoch"], "test_error_at_best_val": best["test_error"],
-                                         "history": history, **nnlab.environment(), "config": cfg.to_dict()})
+                                         "history": history, **nnlab.report.environment(), "config": cfg.to_dict()})
 
     results, fitted = nnlab.run(cfg, progress=False, callbacks=[test_each_epoch])
     results.update(status="finished", command=command, history=history)
-    print(nnlab.format_table(history, ["epoch", "train_loss", "train_error", "val_error", "test_error", "seconds"]))
+    print(nnlab.report.format_table(history, ["epoch", "train_loss", "train_error", "val_error", "test_error", "seconds"]))
     print(f"mnist-cnn: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}) "
           f"at the best validation epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} "
           f"parameters, {results['train_seconds'] / 60:.1f} min on {results['device']}")
     if args.json:
-        nnlab.write_json(args.json, results)
+        nnlab.report.write_json(args.json, results)
     if args.png:
         pred = nnlab.predict_labels(nnlab.predict(model, fitted.variables, test.x))
         plot_misclassified(test.x, test.y, np.asarray(pred), args.png,

@@ -42,9 +42,9 @@ def main() -> None:
                      "val_error_%": 100 * results["val_error"], "best_epoch": results["best_epoch"],
                      "epochs_run": results["epochs_run"], "params": results["params"],
                      "train_s": round(results["train_seconds"], 1)})
-    print(nnlab.format_table(rows))
+    print(nnlab.report.format_table(rows))
     if args.json:
-        nnlab.write_json(args.json, {"rows": rows, "runs": runs, **nnlab.environment()})
+        nnlab.report.write_json(args.json, {"rows": rows, "runs": runs, **nnlab.report.environment()})
     if args.png:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, r in runs.items():

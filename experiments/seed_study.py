@@ -65,9 +65,9 @@ def main() -> None:
     if args.epochs:
         cfg = cfg.replace(train=cfg.train.replace(epochs=args.epochs))
     results, _ = nnlab.run_seeds(cfg, list(range(args.seeds)), max_members=args.max_members)
-    print(nnlab.seeds.format_study(results))
+    print(nnlab.study.format_study(results))
     if args.json:
-        nnlab.write_json(args.json, results)
+        nnlab.report.write_json(args.json, results)
     if args.png:
         plot(results, args.png)
 

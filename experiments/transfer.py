@@ -4,7 +4,7 @@ train with little effort, essentially only the output layer.
 A small CNN is pretrained on MNIST digits 0-4 and saved as a checkpoint. For digits 5-9 with
 10, 100 and 1,000 labelled samples per class it is then trained three ways, each for about
 the same number of steps: from scratch (fresh weights), head-only (pretrained body frozen
-with an Optax mask via `nnlab.freeze`, new output layer trained) and full fine-tuning
+with an Optax mask via `nnlab.optim.freeze`, new output layer trained) and full fine-tuning
 (pretrained body and new head, all trained). Test accuracy on all test digits 5-9.
 
     python experiments/transfer.py --json experiments/results/transfer.json --png experiments/results/transfer.png
@@ -44,14 +44,14 @@ class SmallCNN(nn.Module):
 
 
 def cnn() -> nnlab.Model:
-    return nnlab.with_normalization(nnlab.from_linen(SmallCNN(), input_shape=(28, 28, 1), name="small-cnn"),
-                                    nnlab.fixed_normalization(0.1307, 0.3081))
+    return nnlab.nn.with_normalization(nnlab.from_linen(SmallCNN(), input_shape=(28, 28, 1), name="small-cnn"),
+                                    nnlab.data.fixed_normalization(0.1307, 0.3081))
 
 
 def digits(data: nnlab.Dataset, first: int) -> nnlab.Dataset:
     """The samples of digits first..first+4, relabelled 0-4."""
     keep = (data.y >= first) & (data.y < first + 5)
-    return nnlab.make_dataset(data.x[keep], data.y[keep] - first, num_classes=5, name=f"digits {first}-{first + 4}")
+    return nnlab.data.make_dataset(data.x[keep], data.y[keep] - first, num_classes=5, name=f"digits {first}-{first + 4}")
 
 
 def per_class(data: nnlab.Dataset, n: int, *, seed: int) -> nnlab.Dataset:
@@ -65,7 +65,7 @@ def pretrain(train: nnlab.Dataset, folder: str, epochs: int) -> dict:
     """Trains the CNN on `train`, saves it, and returns its parameters as read back from the checkpoint."""
     ckpt = nnlab.Checkpointer(folder)
     nnlab.fit(cnn(), train, key=jax.random.key(0), config=nnlab.TrainConfig(epochs=epochs), checkpointer=ckpt)
-    return nnlab.read_checkpoint(ckpt.latest()).state["params"]  # plain nested dicts of NumPy arrays
+    return nnlab.checkpoint.read_checkpoint(ckpt.latest()).state["params"]  # plain nested dicts of NumPy arrays
 
 
 def fine_tune(mode: str, pretrained: dict, train: nnlab.Dataset, *, steps: int, seed: int, lr: float):
@@ -74,9 +74,9 @@ def fine_tune(mode: str, pretrained: dict, train: nnlab.Dataset, *, steps: int, 
     batch = min(64, train.n)
     config = nnlab.TrainConfig(epochs=-(-steps // (train.n // batch)), batch_size=batch, learning_rate=lr)
     trainable = {name: mode != "head only" or name == "head" for name in ("conv0", "conv1", "head")}
-    tx = nnlab.freeze(nnlab.adam(config.learning_rate),
+    tx = nnlab.optim.freeze(nnlab.optim.adam(config.learning_rate),
                       {name: {"kernel": t, "bias": t} for name, t in trainable.items()})
-    state = nnlab.init_state(model, tx, jnp.asarray(train.x[:1]), key=jax.random.key(seed))
+    state = nnlab.train.init_state(model, tx, jnp.asarray(train.x[:1]), key=jax.random.key(seed))
     if mode != "from scratch":  # the pretrained body, the freshly initialized head
         params = {**jax.tree.map(jnp.asarray, pretrained), "head": state.params["head"]}
         state = state.replace(params=params, opt_state=tx.init(params))
@@ -110,10 +110,10 @@ def main() -> None:
                 acc.append(100 * (1 - ev.error_rate))
             rows.append({"per_class": n, "mode": mode, "test_acc_%": float(np.mean(acc)), "std_%": float(np.std(acc)),
                          "seeds": args.seeds, "train_s": round(result.train_seconds, 1), "acc_per_seed": acc})
-            print(nnlab.format_table(rows[-1:], ["per_class", "mode", "test_acc_%", "std_%", "train_s"]), flush=True)
-    print(nnlab.format_table(rows, ["per_class", "mode", "test_acc_%", "std_%", "seeds"]))
+            print(nnlab.report.format_table(rows[-1:], ["per_class", "mode", "test_acc_%", "std_%", "train_s"]), flush=True)
+    print(nnlab.report.format_table(rows, ["per_class", "mode", "test_acc_%", "std_%", "seeds"]))
     if args.json:
-        nnlab.write_json(args.json, {"rows": rows, "args": vars(args), "n_test": target_test.n, **nnlab.environment()})
+        nnlab.report.write_json(args.json, {"rows": rows, "args": vars(args), "n_test": target_test.n, **nnlab.report.environment()})
     if args.png:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for mode in MODES:

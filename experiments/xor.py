@@ -36,11 +36,11 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
 
-    data = nnlab.xor()
-    out = nnlab.mlp_apply(hand_set_params(), jnp.asarray(data.x), activation="sigmoid", output_activation="sigmoid")
+    data = nnlab.data.xor()
+    out = nnlab.nn.mlp_apply(hand_set_params(), jnp.asarray(data.x), activation="sigmoid", output_activation="sigmoid")
     rows = [{"x1": int(a), "x2": int(b), "target": int(t), "output": float(o[0])} for (a, b), t, o in zip(data.x, data.y, out)]
     print("Hand-set 2-2-1 network (hidden: OR, NAND; output: AND)")
-    print(nnlab.format_table(rows))
+    print(nnlab.report.format_table(rows))
 
     study = []
     for activation in ("sigmoid", "tanh"):
@@ -48,9 +48,9 @@ def main() -> None:
         study.append({"hidden": activation, "seeds": args.seeds, "learned": sum(e == 0 for e in errors),
                       "errors_per_seed": errors})
     print(f"\nLearned 2-2-1 networks, {args.epochs} epochs of full-batch momentum GD on squared error")
-    print(nnlab.format_table(study, ["hidden", "seeds", "learned"]))
+    print(nnlab.report.format_table(study, ["hidden", "seeds", "learned"]))
     if args.json:
-        nnlab.write_json(args.json, {"hand_set": rows, "study": study, "epochs": args.epochs, **nnlab.environment()})
+        nnlab.report.write_json(args.json, {"hand_set": rows, "study": study, "epochs": args.epochs, **nnlab.report.environment()})
 
 
 if __name__ == "__main__":

@@ -1,58 +1,25 @@
 """nnlab: the classic neural-network lecture done right in JAX.
 
 Pure functions over parameter pytrees, jit-compiled and vmapped, with seeds as an axis.
-The whole public API is re-exported here; modules with a leading underscore are private.
-Importing nnlab changes no global JAX setting.
+The top level holds what a run needs; the rest lives in namespaces grouped by stage:
+`data`, `nn`, `losses`, `optim`, `train`, `evaluation`, `study`, `sweep`, `checkpoint`, `report`,
+`configs`.
+Modules with a leading underscore are private. Importing nnlab changes no global JAX setting.
 """
 
-from . import checkpoint, configs, data, losses, nn, optim, report, seeds, sweep, train
-from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
-from ._signals import Interrupted
-from .checkpoint import (
-    Checkpoint, CheckpointError, Checkpointer, CheckpointWarning, LoadedModel, load_model, read_checkpoint,
-)
-from .data import (
-    ChecksumError, DataNotFoundError, Dataset, DownloadError, IdxFormatError, Normalization, Splits, blobs,
-    fashion_mnist, fit_normalization, fixed_normalization, load_dataset, load_idx_folder,
-    make_dataset, mnist, read_idx, spirals, train_val_test, write_idx, xor,
-)
-from .evaluate import (
-    Evaluation, accuracy, confusion_matrix, error_rate, evaluate, misclassified, predict,
-    predict_labels,
-)
-from .losses import (
-    l1_penalty, l2_penalty, sigmoid_cross_entropy, softmax_cross_entropy, squared_error,
-)
-from .nn import (
-    MLP, LayerCost, Model, Summary, from_linen, get_model, mlp, mlp_apply, mlp_init, summary,
-    with_normalization,
-)
-from .optim import adam, adamw, freeze, gd, make_optimizer, momentum, schedule, sgd
-from .report import count_params, environment, format_table, params_sha256, write_json
-from .seeds import FitManyResult, ensemble_outputs, fit_many, init_many, predict_many, run_seeds, seed_study
-from .sweep import grid, random_search
-from .train import DivergenceError, FitResult, TrainConfig, TrainState, fit, init_state
+from . import checkpoint, configs, data, evaluation, losses, nn, optim, report, study, sweep, train
+from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run, run_seeds
+from .checkpoint import Checkpointer, load_model
+from .data import Dataset, fashion_mnist, mnist
+from .evaluation import Evaluation, confusion_matrix, evaluate, predict, predict_labels
+from .nn import Model, from_linen, get_model, summary
+from .train import FitManyResult, FitResult, TrainConfig, fit, fit_many
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "ChecksumError", "DataNotFoundError", "Dataset", "DivergenceError", "DownloadError", "Evaluation", "FitResult",
-    "IdxFormatError", "Interrupted",
-    "LayerCost", "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
-    "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
-    "count_params", "data", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",
-    "fit_normalization", "fixed_normalization", "format_table", "freeze", "from_linen", "gd",
-    "get_model", "init_state", "l1_penalty", "l2_penalty", "load_dataset", "load_idx_folder",
-    "load_splits", "losses", "make_dataset", "make_optimizer", "misclassified", "mlp",
-    "mlp_apply", "mlp_init", "mnist", "momentum", "nn", "optim", "params_sha256", "predict",
-    "predict_labels", "read_idx", "report", "run", "schedule", "sgd", "sigmoid_cross_entropy",
-    "softmax_cross_entropy", "spirals", "squared_error", "summary", "Summary", "train", "train_val_test",
-    "with_normalization", "write_json", "write_idx", "xor",
-    # checkpoints
-    "Checkpoint", "CheckpointError", "CheckpointWarning", "Checkpointer", "LoadedModel", "checkpoint",
-    "evaluate_checkpoint",
-    "load_model", "read_checkpoint",
-    # seeds and sweeps
-    "FitManyResult", "ensemble_outputs", "fit_many", "grid", "init_many", "predict_many", "random_search",
-    "run_seeds", "seed_study", "seeds", "sweep",
+    "Checkpointer", "Dataset", "Evaluation", "FitManyResult", "FitResult", "Model", "RunConfig", "TrainConfig",
+    "build_model", "checkpoint", "configs", "confusion_matrix", "data", "evaluate", "evaluate_checkpoint", "evaluation",
+    "fashion_mnist", "fit", "fit_many", "from_linen", "get_model", "load_model", "load_splits", "losses", "mnist",
+    "nn", "optim", "predict", "predict_labels", "report", "run", "run_seeds", "study", "summary", "sweep", "train",
 ]

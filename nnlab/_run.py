@@ -10,14 +10,17 @@ import sys
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 
 from . import data as D
 from ._checks import check_positive, check_seed
 from .checkpoint import Checkpointer, CheckpointError, load_model
-from .evaluate import evaluate
+from .evaluation import evaluate, predict, predict_labels
+from .losses import get_loss
 from .nn import get_model, with_normalization
 from .report import count_params, environment, params_sha256
-from .train import FitResult, TrainConfig, fit
+from .study import ensemble_outputs, seed_study
+from .train import FitManyResult, FitResult, TrainConfig, fit, fit_many, member, stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,14 +81,13 @@ def load_splits(config: RunConfig) -> D.Splits:
     if config.dataset == "xor":
         train = test = D.xor()
     elif config.dataset in _SYNTHETIC:
-        # fold_in keeps these draws apart from the split's own use of key(split_seed) below
-        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(config.split_seed), 1))
+        k_train, k_test = jax.random.split(stream(jax.random.key(config.split_seed), "dataset"))
         train, test = _SYNTHETIC[config.dataset](1000, key=k_train), _SYNTHETIC[config.dataset](1000, key=k_test)
     else:
         train, test = D.load_dataset(config.dataset, config.data_dir)
     if config.n_val >= train.n:
         raise ValueError(f"n_val: expected fewer than the {train.n} training samples, got {config.n_val}")
-    splits = D.train_val_test(train, test, n_val=config.n_val, key=jax.random.key(config.split_seed))
+    splits = D.train_val_test(train, test, n_val=config.n_val, key=stream(jax.random.key(config.split_seed), "split"))
     if config.train_subset is not None:
         if config.train_subset > splits.train.n:
             raise ValueError(f"train_subset: expected at most the {splits.train.n} training samples left after "
@@ -129,10 +131,12 @@ def config_changes(saved: dict, config: dict, *, epoch: int) -> list[str]:
     return changes
 
 
-def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, keep: int) -> Checkpointer:
+def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, keep: int,
+                  seeds: Sequence[int] | None = None) -> Checkpointer:
     """The run's checkpointer; on resume, its newest valid checkpoint must have been written with
-    the same settings (each changed one is named, with both values)."""
-    ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(config.to_dict())))
+    the same settings (each changed one is named, with both values). seeds: a seed study's seeds."""
+    saved = config.to_dict() | ({} if seeds is None else {"seeds": list(seeds)})
+    ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(saved)))
     latest = ckpt.latest_valid() if resume else None
     if latest is not None:
         meta = json.loads((latest / "meta.json").read_text())
@@ -204,3 +208,42 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None)
         "params_sha256": params_sha256(loaded.variables["params"]), **environment(),
         "config": config.to_dict(),
     }
+
+
+def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | None = None,
+              progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+              checkpoint_every: int = 1, keep: int = 3, callbacks: Sequence[Callable] = ()) -> tuple[dict, FitManyResult]:
+    """`run(config)` for each seed as one vmapped program (member i: `config.replace(seed=seeds[i])`),
+    plus the study of how the members differ on the test split and their ensemble. Checkpoints
+    and resume as in `run` (all members in one checkpoint); `callbacks` go to `fit_many`."""
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: expected at least 2 seeds for a study, got {list(seeds)}")
+    for s in seeds:
+        check_seed(s, name="seeds")
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    val = splits.val if splits.val.n > 0 else None
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep, seeds=seeds)
+    result = fit_many(model, splits.train, keys=list(seeds), config=config.train, val=val, max_members=max_members,
+                      progress=progress, checkpointer=ckpt, resume=resume, callbacks=callbacks)
+    test = splits.test
+    outputs = predict(model, result.variables, test.x, batch_size=config.train.eval_batch_size, members=True)
+    threshold = get_loss(config.train.loss)[1]
+    ensemble = np.asarray(predict_labels(ensemble_outputs(outputs, loss=config.train.loss), threshold))
+    study = seed_study(np.asarray(predict_labels(outputs, threshold)), test.y, ensemble_predictions=ensemble)
+    results = {
+        "model": config.model, "dataset": config.dataset, "seeds": list(seeds),
+        **study,
+        "seed_val_error": [h[b - 1]["val_error"] if b else None for h, b in zip(result.histories, result.best_epochs,
+                                                                                  strict=True)],
+        "best_epochs": result.best_epochs, "epochs_run": result.epochs_run, "diverged": result.diverged,
+        "train_seconds": result.train_seconds, "chunks": result.chunks, "engine": result.engine,
+        "params": count_params(member(result.variables["params"], 0)),
+        "params_sha256": [params_sha256(member(result.variables["params"], i)) for i in range(len(seeds))],
+        **environment(),
+        "config": config.to_dict(),
+        "command": "python " + shlex.join(sys.argv),
+    }
+    return results, result

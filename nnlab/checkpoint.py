@@ -3,7 +3,8 @@
 One checkpoint is a folder `DIR/epoch_000012/`:
 
     arrays/          Orbax (OCDBT): {"state": the TrainState, "best": the best epoch's variables}
-                     as nested dicts of arrays (PRNG keys as their uint32 key data)
+                     as nested dicts of arrays (PRNG keys as their uint32 key data), every
+                     array with the leading member axis [S, ...] of `fit_many` (S = 1 for `fit`)
     metrics/, _CHECKPOINT_METADATA   Orbax's own records (the ranking its retention uses)
     meta.json        format, epoch, the run's config, fit's bookkeeping (history, best epoch, ...),
                      SHA-256 of the arrays' values
@@ -48,7 +49,7 @@ from .data import Normalization
 from .nn import Model, get_model, with_normalization
 from .report import file_sha256, params_sha256
 
-FORMAT = "nnlab-checkpoint-1"
+FORMAT = "nnlab-checkpoint-2"  # 2: every array has a leading member axis [S, ...]
 _PREFIX = "epoch_"
 _STEP = re.compile(r"epoch_(\d+)")
 _LOCK = ".nnlab-lock"
@@ -66,9 +67,10 @@ class CheckpointWarning(UserWarning):
 class Checkpoint(NamedTuple):
     """A restored checkpoint.
 
-    state: the training state (TrainState when restored into a template, nested dicts otherwise)
-    best_variables: the best epoch's variables (None when `fit` had no validation yet)
-    log: fit's bookkeeping as JSON data (history, best, best_epoch, since_best, stopped)
+    state: the stacked training state [S, ...] (TrainState when restored into a template, nested
+      dicts otherwise)
+    best_variables: each member's best epoch's variables [S, ...] (None without validation)
+    log: the loop's bookkeeping as JSON data (epoch, stopped, members, histories, tracker)
     config: the run's configuration as saved (a dict), or None
     """
 
@@ -250,9 +252,10 @@ def _check_meta(meta: Any, folder: Path) -> dict:
     log = meta.get("log")
     if not isinstance(log, dict):
         raise damaged("log: expected an object")
-    checks = {"history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
-              "best": lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))),
-              "best_epoch": _is_count, "since_best": _is_count, "stopped": lambda v: isinstance(v, bool)}
+    checks = {"histories": lambda v: isinstance(v, list) and all(
+                  isinstance(h, list) and all(isinstance(r, dict) for r in h) for h in v),
+              "tracker": lambda v: isinstance(v, dict), "epoch": _is_count, "members": _is_count,
+              "stopped": lambda v: isinstance(v, bool)}
     bad = [k for k, ok in checks.items() if k in log and not ok(log[k])]
     if bad:
         raise damaged(f"log: unexpected values for {bad}")
@@ -444,8 +447,11 @@ class Checkpointer:
                 scored.append(((meta["val_error"], meta["val_loss"], e), e))
         return self.path(min(scored)[1]) if scored else self.latest()
 
-    def save(self, state, *, best_variables=None, log: dict | None = None) -> Path:
-        """Saves `state` (a TrainState) at its epoch; returns the checkpoint's folder.
+    def save(self, state, *, epoch: int | None = None, best_variables=None, log: dict | None = None,
+             score: tuple[float, float] | None = None) -> Path:
+        """Saves `state` (a TrainState; `fit` saves it stacked [S, ...] with log['members'] = S)
+        as the checkpoint of `epoch` (default: the state's largest epoch counter); returns its
+        folder. score: (val_error, val_loss) that ranks it for keeping the best (None: not validated).
 
         Checkpoints of this epoch and later ones are replaced (an incomplete save, or those of
         the run this one resumed); the retention of Orbax's manager then removes the oldest.
@@ -455,20 +461,19 @@ class Checkpointer:
         self.open()
         self._implicit = implicit
         try:
-            return self._save(state, best_variables, log)
+            return self._save(state, int(np.max(state.epoch)) if epoch is None else epoch, best_variables, log, score)
         finally:
             if self._implicit and self._pending is None:
                 self._release()
 
-    def _save(self, state, best_variables, log: dict | None) -> Path:
-        epoch, log = int(state.epoch), log or {}
-        record = (log.get("history") or [{}])[-1]
+    def _save(self, state, epoch: int, best_variables, log: dict | None, score) -> Path:
+        log = log or {}
         arrays = {"state": to_plain(state)}
         if best_variables is not None:
             arrays["best"] = to_plain(best_variables)
+        val_error, val_loss = score if score is not None else (None, None)
         meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
-                "val_error": record.get("val_error"), "val_loss": record.get("val_loss"), "log": log,
-                "config": self.config}
+                "val_error": val_error, "val_loss": val_loss, "log": log, "config": self.config}
         validated = _is_number(meta["val_error"]) and _is_number(meta["val_loss"])
         rank = [meta["val_error"], meta["val_loss"], epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
         with critical():
@@ -586,9 +591,10 @@ class LoadedModel(NamedTuple):
     path: Path
 
 
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """The model of a checkpoint written by `nnlab train` / `nnlab.run` (a named model),
-    rebuilt from its saved config, with its best variables; no training code is involved."""
+def load_model(path: str | os.PathLike, *, member: int = 0) -> LoadedModel:
+    """The model of a checkpoint written by `nnlab train` / `nnlab seeds` / `nnlab.run` (a named
+    model), rebuilt from its saved config, with the best variables of member `member` (of a
+    seed study; 0 for a single run); no training code is involved."""
     ckpt_path = find_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)
     config = ckpt.config or {}
@@ -603,6 +609,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     best = ckpt.best_variables
     if best is None:  # trained without validation: the last epoch's variables
         best = {"params": ckpt.state["params"], **ckpt.state.get("model_state", {})}
+    if "members" in ckpt.log:  # written by fit / fit_many: a leading member axis
+        members = ckpt.log["members"]
+        if not (isinstance(member, int) and 0 <= member < members):
+            raise CheckpointError(f"member: expected a member in [0, {members - 1}] of {ckpt_path}, got {member!r}")
+        best = jax.tree.map(lambda a: a[member], best)
     variables = from_plain(best, template, name=f"{ckpt_path}: variables")
 
     def apply(variables: dict, x: jax.Array) -> jax.Array:

@@ -12,16 +12,18 @@ import threading
 import warnings
 from pathlib import Path
 
+import jax
+
 from . import configs
+from . import data as D
 from ._paths import check_output_path
-from ._run import RunConfig, evaluate_checkpoint, run
+from ._run import RunConfig, evaluate_checkpoint, run, run_seeds
 from ._signals import Interrupted
 from .checkpoint import Checkpointer, CheckpointWarning
-from . import data as D
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
-from .seeds import format_study, run_seeds
+from .study import format_study
 from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
 from .train import COMPUTE_DTYPES, ENGINES, as_key
 
@@ -30,6 +32,7 @@ _TRAIN_FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "learning_rate",
     "momentum": "momentum", "schedule": "schedule", "weight_decay": "weight_decay", "l1": "l1",
     "patience": "patience", "engine": "engine", "compute_dtype": "compute_dtype", "devices": "devices",
+    "member_shards": "member_shards",
 }
 
 
@@ -53,7 +56,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)")
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, help="bfloat16: mixed precision, float32 parameters")
-    p.add_argument("--devices", type=int, help="data parallelism over this many devices (0: all)")
+    p.add_argument("--devices", type=int, help="train on this many devices (0: all): data parallel, or see "
+                                               "--member-shards")
+    p.add_argument("--member-shards", type=int, metavar="K",
+                   help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)")
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p.add_argument("--train-subset", type=int, metavar="N",
@@ -103,13 +109,19 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_path(args.checkpoint_dir, name="--checkpoint-dir", folder=True)
 
 
-def _train(name: str, args: argparse.Namespace) -> int:
-    cfg = config_from_args(name, args)
+def _checkpoint_args(args: argparse.Namespace) -> dict:
+    """run / run_seeds keyword arguments of the checkpoint flags."""
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
+    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "checkpoint_every": args.checkpoint_every,
+            "keep": args.keep}
+
+
+def _train(name: str, args: argparse.Namespace) -> int:
+    cfg = config_from_args(name, args)
+    checkpoints = _checkpoint_args(args)
     _check_outputs(args)
-    results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
-                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
+    results, _ = run(cfg, progress=False if args.quiet else None, **checkpoints)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
@@ -121,15 +133,15 @@ def _train(name: str, args: argparse.Namespace) -> int:
 def _no_checkpoints(args: argparse.Namespace) -> None:
     if args.checkpoint_dir or args.resume:
         raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
-                         f"(its members keep no checkpoints), got {args.checkpoint_dir or '--resume'}")
+                         f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}")
 
 
 def _seeds(args: argparse.Namespace) -> int:
-    _no_checkpoints(args)
     cfg = config_from_args(args.name, args)
+    checkpoints = _checkpoint_args(args)
     _check_outputs(args)
     results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
-                           progress=False if args.quiet else None)
+                           progress=False if args.quiet else None, **checkpoints)
     print(format_study(results))
     return _save(results, args)
 
@@ -295,11 +307,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compilation_cache() -> None:
+    """Switches on JAX's persistent compilation cache in ~/.cache/nnlab/jax (or $NNLAB_COMPILATION_CACHE;
+    'off' disables it), so a repeated command loads its compiled programs instead of compiling them."""
+    folder = os.environ.get("NNLAB_COMPILATION_CACHE", str(Path.home() / ".cache" / "nnlab" / "jax"))
+    if folder != "off":
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `nnlab` command. Every user error is one line `nnlab: error: ...` and exit code 2
     (`--debug`: the traceback instead); SIGINT / SIGTERM end with one line and 130 / 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    _compilation_cache()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
     try:

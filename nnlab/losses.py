@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .optim import decay_mask
+
 
 def _target_vectors(outputs: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
     """t: [batch, classes] from integer labels or target vectors, with a clear error on a shape mismatch."""
@@ -81,9 +83,10 @@ def get_loss(name: str) -> tuple[Callable, float]:
     return LOSSES[name]
 
 
-def _decayed(params, include_biases: bool):
-    """The leaves weight decay acts on: all, or only weights (ndim >= 2), leaving biases and slopes out."""
-    return [p for p in jax.tree.leaves(params) if include_biases or p.ndim >= 2]
+def _decayed(params, include_biases: bool) -> list:
+    """The leaves `decay_mask` marks: the weights, and biases and slopes too if `include_biases`."""
+    mask = decay_mask(params, include_biases=include_biases)
+    return [p for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask), strict=True) if m]
 
 
 def l2_penalty(params, lam: float, *, include_biases: bool = False) -> jnp.ndarray:

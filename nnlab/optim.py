@@ -1,11 +1,63 @@
-"""Optimizers as Optax recipes named after the lecture, and learning-rate schedules."""
+"""Optimizers as Optax recipes named after the lecture, learning-rate schedules, and the
+weight-decay mask.
+
+Every optimizer here is a *direction* (plain gradient, low-pass filtered gradient, heavy
+ball, Adam's normalized gradient) followed by a step of size eta against it; `direction`
+gives the first part alone, so a trainer can put decay terms, a schedule and a per-member
+learning rate around it.
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 Schedule = float | optax.Schedule
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "heavy_ball", "nesterov", "adam", "adamw")
+
+
+def decay_mask(params, *, include_biases: bool = False):
+    """Where weight decay acts, as a pytree of bools like `params`: the weights (arrays of
+    ndim >= 2), and biases and PReLU slopes too only when `include_biases`."""
+    return jax.tree.map(lambda p: include_biases or jnp.ndim(p) >= 2, params)
+
+
+def add_l1(l1: float, *, include_biases: bool = False) -> optax.GradientTransformation:
+    """Adds the gradient of the L1 term lambda * sum |theta|, lambda * sign(theta), on the decayed leaves."""
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("params: add_l1 needs the parameters, got None")
+        mask = decay_mask(params, include_biases=include_biases)
+        return jax.tree.map(lambda u, p, m: u + l1 * jnp.sign(p) if m else u, updates, params, mask), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def direction(name: str, momentum: float | jax.Array = 0.9) -> optax.GradientTransformation:
+    """The direction of optimizer `name` (one of OPTIMIZERS), before the step size is applied.
+
+    gd, sgd: the gradient g; momentum: the lecture's low-pass filter m <- beta m + (1 - beta) g;
+    heavy_ball: m <- beta m + g; nesterov: heavy ball with look-ahead; adam, adamw: Adam's
+    low-pass filtered gradient over the root of the filtered squared gradient (b1 0.9, b2 0.999).
+    `momentum` is beta (it may be a traced array, e.g. a per-member hyperparameter).
+    """
+    if name in ("gd", "sgd"):
+        return optax.identity()
+    if name == "momentum":
+        return optax.ema(momentum, debias=False)
+    if name in ("heavy_ball", "nesterov"):
+        return optax.trace(momentum, nesterov=name == "nesterov")
+    if name in ("adam", "adamw"):
+        return optax.scale_by_adam()
+    raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
+
+
+def _check_beta(beta) -> None:
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
 
 
 def gd(learning_rate: Schedule) -> optax.GradientTransformation:
@@ -26,13 +78,11 @@ def momentum(learning_rate: Schedule, beta: float = 0.9, *, form: str = "lowpass
     form='nesterov': heavy ball with Nesterov's look-ahead.
     The low-pass form takes steps 1/(1 - beta) times smaller than heavy ball at the same eta.
     """
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
-    if form == "lowpass":
-        return optax.chain(optax.ema(beta, debias=False), optax.scale_by_learning_rate(learning_rate))
-    if form in ("heavy_ball", "nesterov"):
-        return optax.sgd(learning_rate, momentum=beta, nesterov=form == "nesterov")
-    raise ValueError(f"form: expected 'lowpass', 'heavy_ball' or 'nesterov', got {form!r}")
+    _check_beta(beta)
+    if form not in ("lowpass", "heavy_ball", "nesterov"):
+        raise ValueError(f"form: expected 'lowpass', 'heavy_ball' or 'nesterov', got {form!r}")
+    return optax.chain(direction("momentum" if form == "lowpass" else form, beta),
+                       optax.scale_by_learning_rate(learning_rate))
 
 
 def adam(learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
@@ -40,14 +90,9 @@ def adam(learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-def weights_only(params) -> object:
-    """A mask for decoupled weight decay: True for weights (ndim >= 2), False for biases and slopes."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 def adamw(learning_rate: Schedule, weight_decay: float = 1e-4, b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
     """Adam with decoupled weight decay theta <- theta - eta * lambda * theta on the weights only."""
-    return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=weights_only)
+    return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
 
 
 def freeze(optimizer: optax.GradientTransformation, trainable) -> optax.GradientTransformation:
@@ -74,19 +119,11 @@ def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps:
     raise ValueError(f"schedule: expected 'constant', 'cosine', 'step' or 'exponential', got {name!r}")
 
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "heavy_ball", "nesterov", "adam", "adamw")
-
-
 def make_optimizer(name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0) -> optax.GradientTransformation:
     """The optimizer called `name` (one of OPTIMIZERS); `weight_decay` is used by 'adamw' only."""
-    if name in ("gd", "sgd"):
-        return sgd(learning_rate)
-    if name == "momentum":
-        return momentum(learning_rate, beta, form="lowpass")
-    if name in ("heavy_ball", "nesterov"):
-        return momentum(learning_rate, beta, form=name)
-    if name == "adam":
-        return adam(learning_rate)
+    if name in ("momentum", "heavy_ball", "nesterov"):
+        _check_beta(beta)
+    parts = [direction(name, beta)]
     if name == "adamw":
-        return adamw(learning_rate, weight_decay)
-    raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
+        parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
+    return optax.chain(*parts, optax.scale_by_learning_rate(learning_rate))

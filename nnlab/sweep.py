@@ -1,8 +1,8 @@
 """Hyperparameter sweeps: grid and random search, chosen on validation, reported on test.
 
-Settings that differ only in learning rate and weight decay keep the parameter shapes and
-the program the same, so they train as members of one vmapped `fit_many` program (the two
-values travel in each member's optimizer state); the other knobs (batch size, width, depth,
+Settings that differ only in learning rate, weight decay and momentum keep the parameter
+shapes and the program the same, so they train as members of one vmapped `fit_many` program
+(the values travel in each member's optimizer state); the other knobs (batch size, width, depth,
 activation, dropout rate) start a new program. The lecture's advice comes first: a pilot
 stage of short runs on a small training subset drops the settings that do not learn at all.
 """
@@ -18,11 +18,13 @@ import numpy as np
 
 from ._run import RunConfig, build_model, load_splits
 from .report import environment
-from .seeds import fit_many, labels_of, predict_many
+from .evaluation import predict, predict_labels
+from .losses import get_loss
+from .train import MEMBER_HPARAMS, fit_many
 
 # knob -> where it lives: the TrainConfig ('train'), the model's keyword arguments ('model'),
 # or the optimizer state of one member ('member': vmapped within one program)
-KNOBS = {"learning_rate": "member", "weight_decay": "member", "batch_size": "train",
+KNOBS = {"learning_rate": "member", "weight_decay": "member", "momentum": "member", "batch_size": "train",
          "drop_rate": "model", "width": "model", "depth": "model", "activation": "model"}
 _LOG_UNIFORM = ("learning_rate", "weight_decay")
 # `nnlab sweep mnist-mlp` without --param: around the default recipe (lr 1e-3, L2 1e-4, width 100)
@@ -91,15 +93,16 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
     for program, (_, idx) in enumerate(_programs(base, settings).items()):
         cfg = _configure(base, settings[idx[0]])
         model = build_model(cfg, splits.train)
-        hparams = {k: [settings[i].get(k, getattr(cfg.train, k)) for i in idx]
-                   for k in ("learning_rate", "weight_decay")}
+        hparams = {k: [settings[i].get(k, getattr(cfg.train, k)) for i in idx] for k in MEMBER_HPARAMS}
         r = fit_many(model, splits.train, keys=[base.seed] * len(idx), config=cfg.train, val=splits.val,
                      hparams=hparams, max_members=max_members, progress=progress)
-        test_labels = (labels_of(predict_many(model, r.variables, splits.test.x, batch_size=cfg.train.eval_batch_size),
-                                 loss=cfg.train.loss) if test else None)
+        test_labels = (np.asarray(predict_labels(predict(model, r.variables, splits.test.x, members=True,
+                                                         batch_size=cfg.train.eval_batch_size),
+                                                 get_loss(cfg.train.loss)[1])) if test else None)
         for m, i in enumerate(idx):
-            best = r.histories[m][r.best_epochs[m] - 1]
+            best = r.histories[m][r.best_epochs[m] - 1] if r.best_epochs[m] else {"val_error": None}
             rows[i] = {**settings[i], "val_error": best["val_error"], "best_epoch": r.best_epochs[m],
+                       "diverged": r.diverged[m],
                        "epochs_run": r.epochs_run[m], "program": program, "members": len(idx),
                        "train_seconds": r.train_seconds}
             if test:
@@ -132,13 +135,14 @@ def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3
         pilot_rows = _train_settings(pilot_base, settings, small, max_members=max_members, progress=progress,
                                      test=False)
         chance_error = 1.0 - 1.0 / max(splits.train.num_classes, 2)
-        keep = [i for i, r in enumerate(pilot_rows) if r["val_error"] < learns_below * chance_error]
+        keep = [i for i, r in enumerate(pilot_rows)
+                if r["val_error"] is not None and r["val_error"] < learns_below * chance_error]
         if not keep:
             raise ValueError(f"settings: none learned in the pilot (validation error below {learns_below} x "
                              f"{chance_error:.2f}); try smaller learning rates")
     rows = _train_settings(base, [settings[i] for i in keep], splits, max_members=max_members, progress=progress,
                            test=True)
-    rows.sort(key=lambda r: r["val_error"])
+    rows.sort(key=lambda r: math.inf if r["val_error"] is None else r["val_error"])
     return {
         "best": rows[0],
         "rows": rows,

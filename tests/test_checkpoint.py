@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The tiny run the kill tests train: spirals, a 2-16-3 tanh MLP, Adam, validation every epoch.
 SETUP = """
 import jax, nnlab
-train = nnlab.spirals(200, key=jax.random.key(1))
-val = nnlab.spirals(100, key=jax.random.key(2))
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+train = nnlab.data.spirals(200, key=jax.random.key(1))
+val = nnlab.data.spirals(100, key=jax.random.key(2))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 config = nnlab.TrainConfig(epochs=12, batch_size=20, learning_rate=1e-2, patience=50)
 """
 _ns: dict = {}
@@ -65,7 +65,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None
 
 
 def _sha(variables) -> str:
-    return nnlab.params_sha256(variables["params"])
+    return nnlab.report.params_sha256(variables["params"])
 
 
 @pytest.mark.optax_promotion
@@ -105,7 +105,7 @@ from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab import checkpoint as C
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = C.Checkpointer(sys.argv[1])
 ckpt.save(state.replace(epoch=state.epoch + 1))
@@ -125,8 +125,8 @@ ckpt.save(state.replace(epoch=state.epoch + 2))
     assert partial.is_dir() and not (partial / "manifest.json").exists()
     ckpt = nnlab.Checkpointer(tmp_path)
     assert ckpt.epochs() == [1] and ckpt.latest().name == "epoch_000001"
-    with pytest.raises(nnlab.CheckpointError, match="no manifest.json: an incomplete save"):
-        nnlab.read_checkpoint(partial)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="no manifest.json: an incomplete save"):
+        nnlab.checkpoint.read_checkpoint(partial)
     state = _state()
     restored = ckpt.restore(state)
     assert restored.epoch == 1 and _sha(restored.state.variables) == _sha(state.variables)
@@ -143,7 +143,7 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
     for a, b in zip(jax.tree.leaves(to_plain(state)), jax.tree.leaves(to_plain(restored))):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
-    assert jnp.issubdtype(restored.key.dtype, jax.dtypes.prng_key) and int(restored.step) == 7
+    assert jnp.issubdtype(restored.rng["dropout"].dtype, jax.dtypes.prng_key) and int(restored.step) == 7
     assert jax.tree.structure(restored) == jax.tree.structure(state)
 
 
@@ -155,8 +155,8 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
 def test_tree_mismatch_names_keys_and_shapes(tmp_path, widths, message):
     ckpt = nnlab.Checkpointer(tmp_path)
     ckpt.save(_state())
-    other = nnlab.mlp(widths, activation="tanh", input_shape=(2,))
-    with pytest.raises(nnlab.CheckpointError, match=message):
+    other = nnlab.nn.mlp(widths, activation="tanh", input_shape=(2,))
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
         ckpt.restore(_state(other))
 
 
@@ -186,8 +186,8 @@ def test_truncated_or_tampered_checkpoint_is_a_clear_error(tmp_path, damage, mes
     ckpt = nnlab.Checkpointer(tmp_path)
     path = ckpt.save(_state())
     damage(path)
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path, _state())
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path, _state())
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_unwritable_folder_is_a_clear_error_and_keeps_the_previous_checkpoint(sm
         free = os.statvfs(small_tmpfs)
         (small_tmpfs / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize))
         expected = "No space left on device|RESOURCE_EXHAUSTED|space"
-    with pytest.raises(nnlab.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
                        r".*the previous checkpoint epoch_000000 is untouched"):
         ckpt.save(state.replace(epoch=state.epoch + 1))
     ckpt.close()
@@ -232,7 +232,7 @@ import subprocess, sys
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = nnlab.Checkpointer(Path(sys.argv[1], "run"), async_save=True).open()
 ckpt.save(state)
@@ -242,7 +242,7 @@ try:
     ckpt.save(state.replace(epoch=state.epoch + 1))
     print("save returned", flush=True)
     ckpt.wait()
-except nnlab.CheckpointError as e:
+except nnlab.checkpoint.CheckpointError as e:
     print("raised:", e, flush=True)
 ckpt.close()
 print("epochs:", ckpt.epochs(), flush=True)
@@ -257,7 +257,7 @@ print("epochs:", ckpt.epochs(), flush=True)
 def test_async_save_into_a_path_that_cannot_be_a_folder_fails_at_once(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     ckpt = nnlab.Checkpointer(tmp_path / "file" / "run", async_save=True)
-    with pytest.raises(nnlab.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"):
         ckpt.save(_state())
     good = nnlab.Checkpointer(tmp_path / "run", async_save=True)
     good.save(_state())
@@ -288,8 +288,9 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
 def test_a_folder_loads_the_best_variables_even_when_the_best_epoch_was_not_saved(tmp_path):
     ckpt = nnlab.Checkpointer(tmp_path, every=3)
     result = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=7), val=VAL, checkpointer=ckpt)
-    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path), _state())
-    assert _sha(loaded.best_variables) == _sha(result.variables)
+    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path),
+                                              nnlab.train.stack([_state()]))
+    assert _sha(nnlab.train.member(loaded.best_variables, 0)) == _sha(result.variables)
 
 
 @pytest.mark.optax_promotion
@@ -297,8 +298,8 @@ def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     cfg = nnlab.RunConfig(model="mnist-mlp", dataset="blobs", model_kwargs={"width": 8, "depth": 1})
     ckpt = nnlab.Checkpointer(tmp_path, config=cfg.to_dict())
     x = jax.random.uniform(jax.random.key(3), (5, 28, 28, 1))
-    model = nnlab.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
-                                     nnlab.fit_normalization(np.asarray(x)))
+    model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
+                                     nnlab.data.fit_normalization(np.asarray(x)))
     state = init_state(model, make_tx(CONFIG, 10), x[:1], key=jax.random.key(0))
     ckpt.save(state)
     loaded = nnlab.load_model(tmp_path)
@@ -376,12 +377,13 @@ def test_relative_paths_work_from_any_working_directory(tmp_path, monkeypatch, c
     loaded = nnlab.load_model("runs/xor")
     assert loaded.path == tmp_path / "runs" / "xor" / "epoch_000030"
     assert _sha(loaded.variables) == results["params_sha256"]
-    assert nnlab.read_checkpoint("runs/xor/epoch_000030").epoch == 30
+    assert nnlab.checkpoint.read_checkpoint("runs/xor/epoch_000030").epoch == 30
     ckpt = nnlab.Checkpointer("runs/xor")  # resolved where it enters: a later chdir changes nothing
     monkeypatch.chdir(tmp_path / "out")
     assert ckpt.latest() == tmp_path / "runs" / "xor" / "epoch_000030"
     xor = nnlab.configs.get_config("xor").train
-    template = init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)), key=jax.random.key(0))
+    template = nnlab.train.stack([init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)),
+                                            key=jax.random.key(0))])
     assert ckpt.restore(template).epoch == 30
 
 
@@ -410,7 +412,7 @@ import sys, time
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
 from nnlab.train import init_state, make_tx
-model = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+model = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 state = init_state(model, make_tx(nnlab.TrainConfig(), 10), jnp.zeros((1, 2)), key=jax.random.key(0))
 ckpt = nnlab.Checkpointer(sys.argv[1]).open()
 ckpt.save(state.replace(epoch=state.epoch + 1))
@@ -420,10 +422,10 @@ time.sleep(300)
     _wait_for(lambda: (tmp_path / "ready").exists(), holder)
     before = _tree(tmp_path)
     busy = "is being written by another process .*holds the lock .*nnlab-lock"
-    with pytest.raises(nnlab.CheckpointError, match=busy):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(1), config=CONFIG, val=VAL,
                   checkpointer=nnlab.Checkpointer(tmp_path / "run"), resume=True)
-    with pytest.raises(nnlab.CheckpointError, match=busy):
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
         nnlab.Checkpointer(tmp_path / "run", keep=1).save(_state().replace(epoch=jnp.int32(5)))
     assert _tree(tmp_path) == before
     _sigkill(holder)  # the kernel releases its lock
@@ -450,8 +452,8 @@ def test_manifest_entries_outside_the_checkpoint_are_refused_unread(tmp_path, mo
     hashed = []
     real_sha = nnlab.checkpoint.file_sha256
     monkeypatch.setattr(nnlab.checkpoint, "file_sha256", lambda p: (hashed.append(os.path.realpath(p)), real_sha(p))[1])
-    with pytest.raises(nnlab.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"):
+        nnlab.checkpoint.read_checkpoint(path)
     assert str(outside) not in hashed
 
 
@@ -473,14 +475,14 @@ def test_a_manifest_that_verifies_nothing_is_refused(tmp_path, manifest, message
     elif manifest == "DROP_META":
         manifest = json.dumps({k: v for k, v in entries.items() if k != "meta.json"})
     (path / "manifest.json").write_text(manifest)
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.pop("arrays_sha256"), r"meta.json is damaged \(expected an epoch number and arrays_sha256\)"),
     (lambda m: m.update(log=[]), r"meta.json is damaged \(log: expected an object\)"),
-    (lambda m: m.update(log={"history": 3}), r"meta.json is damaged \(log: unexpected values for \['history'\]\)"),
+    (lambda m: m.update(log={"histories": 3}), r"meta.json is damaged \(log: unexpected values for \['histories'\]\)"),
     (lambda m: m.update(epoch="7"), r"meta.json is damaged \(expected an epoch number"),
 ])
 def test_a_damaged_meta_file_is_a_checkpoint_error(tmp_path, change, message):
@@ -490,8 +492,8 @@ def test_a_damaged_meta_file_is_a_checkpoint_error(tmp_path, change, message):
     meta = json.loads((path / "meta.json").read_text())
     change(meta)
     _rewrite(path, "meta.json", json.dumps(meta).encode())
-    with pytest.raises(nnlab.CheckpointError, match=message):
-        nnlab.read_checkpoint(path)
+    with pytest.raises(nnlab.checkpoint.CheckpointError, match=message):
+        nnlab.checkpoint.read_checkpoint(path)
 
 
 @pytest.mark.optax_promotion
@@ -504,13 +506,13 @@ def test_resume_falls_back_to_the_newest_valid_checkpoint_with_a_warning(tmp_pat
     for e in range(6, CONFIG.epochs + 1, 2):
         shutil.rmtree(ckpt.path(e))
     _flip(_largest_array_file(ckpt.path(4)))
-    with pytest.warns(nnlab.CheckpointWarning, match=r"skipping .*epoch_000004, which is damaged .*truncated or "
+    with pytest.warns(nnlab.checkpoint.CheckpointWarning, match=r"skipping .*epoch_000004, which is damaged .*truncated or "
                       r"altered.*using the newest valid checkpoint before it"):
         resumed = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt,
                             resume=True)
     assert _sha(resumed.variables) == _sha(whole.variables) and resumed.epochs_run == CONFIG.epochs
     assert ckpt.epochs()[-1] == CONFIG.epochs
-    nnlab.read_checkpoint(ckpt.path(4))  # rewritten whole by the resumed run
+    nnlab.checkpoint.read_checkpoint(ckpt.path(4))  # rewritten whole by the resumed run
 
 
 def test_resume_with_more_epochs_continues_and_changed_settings_are_named(tmp_path, capsys):
@@ -546,11 +548,11 @@ def test_a_second_signal_during_a_checkpoint_write_lets_the_write_complete(tmp_p
 
     monkeypatch.setattr(nnlab.checkpoint, "_add_manifest", signal_twice_then_write)
     first = lambda epoch, state, record: epoch == 3 and os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
-    with pytest.raises(nnlab.Interrupted) as stop:
+    with pytest.raises(nnlab.train.Interrupted) as stop:
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[first])
     assert stop.value.exit_code == 128 + signal.SIGINT and stop.value.checkpoint == ckpt.path(3)
     assert ckpt.epochs() == [3] and sorted(p.name for p in tmp_path.iterdir()) == [".nnlab-lock", "epoch_000003"]
-    assert nnlab.read_checkpoint(ckpt.path(3)).log["stopped"] is False  # interrupted is not stopped: resume continues
+    assert nnlab.checkpoint.read_checkpoint(ckpt.path(3)).log["stopped"] is False  # interrupted is not stopped: resume continues
 
 
 @pytest.mark.optax_promotion
@@ -564,7 +566,7 @@ def test_a_second_signal_mid_epoch_stops_at_once_keeping_the_last_checkpoint(tmp
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(nnlab.Interrupted, match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
+    with pytest.raises(nnlab.train.Interrupted, match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
                        r"the newest checkpoint is .*epoch_000002"):
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[twice])
     assert ckpt.epochs() == [2]
@@ -589,8 +591,8 @@ def saved_checkpoint(tmp_path_factory) -> Path:
 
 def _reads_or_refuses(path: Path) -> None:
     try:
-        nnlab.read_checkpoint(path, _state())
-    except nnlab.CheckpointError:
+        nnlab.checkpoint.read_checkpoint(path, _state())
+    except nnlab.checkpoint.CheckpointError:
         pass
 
 
@@ -631,3 +633,26 @@ def test_any_bytes_in_manifest_or_meta_give_a_checkpoint_or_a_checkpoint_error(s
         shutil.rmtree(path)
 
     check()
+
+
+@pytest.mark.optax_promotion
+def test_a_seed_study_killed_after_its_second_checkpoint_resumes_bitwise(tmp_path):
+    """3 members in one program, each with its own early stopping: killed with SIGKILL once two
+    checkpoints exist, resumed, it ends bitwise as the uninterrupted study."""
+    proc = _python(SETUP + """
+import sys, time
+from nnlab.checkpoint import Checkpointer
+nnlab.fit_many(model, train, keys=[0, 1, 2], config=config.replace(patience=3), val=val,
+               checkpointer=Checkpointer(sys.argv[1], every=2), callbacks=[lambda *a: time.sleep(0.2)])
+""", str(tmp_path))
+    ckpt = nnlab.Checkpointer(tmp_path, every=2)
+    _wait_for(lambda: len(ckpt.epochs()) >= 2, proc)
+    _sigkill(proc)
+    assert 4 <= ckpt.epochs()[-1] < CONFIG.epochs
+    config = CONFIG.replace(patience=3)
+    resumed = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL, checkpointer=ckpt, resume=True)
+    whole = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL)
+    assert _sha(resumed.variables) == _sha(whole.variables) and _sha(resumed.state.variables) == _sha(whole.state.variables)
+    assert (resumed.best_epochs, resumed.epochs_run) == (whole.best_epochs, whole.epochs_run)
+    drop = lambda hs: [[{k: v for k, v in r.items() if k != "seconds"} for r in h] for h in hs]  # noqa: E731
+    assert drop(resumed.histories) == drop(whole.histories)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab import write_json
+from nnlab.report import write_json
 from nnlab.cli import main
 
 REQUIRED = ["test_error", "test_errors", "n_test", "params", "epochs_run", "train_seconds", "device",
@@ -118,7 +118,7 @@ def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, cap
     monkeypatch.setattr(nnlab.cli, "run", interrupted)
     assert main(["train", "xor", "--quiet"]) == 130
     assert capsys.readouterr().err == "nnlab: interrupted by SIGINT: no checkpoint was saved\n"
-    nnlab.Checkpointer(tmp_path / "ck").save(nnlab.init_state(
+    nnlab.Checkpointer(tmp_path / "ck").save(nnlab.train.init_state(
         nnlab.get_model("xor-mlp"), nnlab.train.make_tx(nnlab.TrainConfig(), 1), np.zeros((1, 2), np.float32),
         key=jax.random.key(0)))
     assert main(["train", "xor", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]) == 130

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab import ChecksumError, DataNotFoundError, write_idx
+from nnlab.data import ChecksumError, DataNotFoundError, write_idx
 
 NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -21,7 +21,7 @@ def make_folder(folder, n_train=6, n_test=4, n_train_labels=None):
 
 
 def test_load_folder_scales_and_shapes(tmp_path):
-    train, test = nnlab.load_idx_folder(make_folder(tmp_path))
+    train, test = nnlab.data.load_idx_folder(make_folder(tmp_path))
     assert train.x.shape == (6, 28, 28, 1) and train.x.dtype == np.float32
     assert 0.0 <= train.x.min() and train.x.max() <= 1.0
     assert test.y.tolist() == [0, 1, 2, 3] and train.num_classes == 10
@@ -30,7 +30,7 @@ def test_load_folder_scales_and_shapes(tmp_path):
 def test_image_and_label_counts_disagree(tmp_path):
     make_folder(tmp_path, n_train=6, n_train_labels=5)
     with pytest.raises(ValueError, match="holds 6 images but .* holds 5 labels"):
-        nnlab.load_idx_folder(tmp_path)
+        nnlab.data.load_idx_folder(tmp_path)
 
 
 def test_checksum_mismatch_names_file(tmp_path):
@@ -38,15 +38,15 @@ def test_checksum_mismatch_names_file(tmp_path):
     good = hashlib.sha256((folder / NAMES[3]).read_bytes()).hexdigest()
     (folder / "SHA256SUMS").write_text(f"{good}  {NAMES[3]}\n{'0' * 64}  {NAMES[0]}.gz\n")
     with pytest.raises(ChecksumError, match=f"{NAMES[0]}.gz: SHA-256 mismatch, expected 0000"):
-        nnlab.load_idx_folder(folder)
-    nnlab.load_idx_folder(folder, verify=False)
+        nnlab.data.load_idx_folder(folder)
+    nnlab.data.load_idx_folder(folder, verify=False)
 
 
 def test_checksum_match_passes(tmp_path):
     folder = make_folder(tmp_path)
     lines = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}" for n in [f"{NAMES[0]}.gz", NAMES[2]]]
     (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    assert nnlab.load_idx_folder(folder)[0].n == 6
+    assert nnlab.data.load_idx_folder(folder)[0].n == 6
 
 
 def test_search_order(tmp_path, monkeypatch):
@@ -89,7 +89,7 @@ def test_not_found_without_download_says_where_it_looked(tmp_path, monkeypatch):
 def _manifest_case(folder, text: bytes):
     (folder / "SHA256SUMS").write_bytes(text)
     with pytest.raises(ChecksumError) as e:
-        nnlab.load_idx_folder(folder)
+        nnlab.data.load_idx_folder(folder)
     assert str(folder / "SHA256SUMS") in str(e.value)
     return str(e.value)
 
@@ -102,7 +102,7 @@ def test_manifest_dot_slash_names_are_checked(tmp_path):
     msg = _manifest_case(folder, f"{'0' * 64} *./{NAMES[3]}\n".encode())  # sha256sum's binary mode
     good = hashlib.sha256((folder / NAMES[3]).read_bytes()).hexdigest()
     (folder / "SHA256SUMS").write_text(f"{good}  ./{NAMES[3]}\n\n{good.upper()} *{NAMES[3]}\n")
-    assert nnlab.load_idx_folder(folder)[1].n == 4
+    assert nnlab.data.load_idx_folder(folder)[1].n == 4
 
 
 @pytest.mark.parametrize("text, message", [
@@ -124,14 +124,14 @@ def test_float_labels_are_not_truncated(tmp_path):
     folder = make_folder(tmp_path)
     write_idx(folder / NAMES[3], np.array([0.0, 3.7, 1.0, 2.0], np.float32))
     with pytest.raises(ValueError, match=f"{NAMES[3]}: expected integer class labels, got 3.7 at index 1"):
-        nnlab.load_idx_folder(folder)
+        nnlab.data.load_idx_folder(folder)
     write_idx(folder / NAMES[3], np.array([0.0, 3.0, 1.0, 2.0], np.float64))
-    assert nnlab.load_idx_folder(folder)[1].y.tolist() == [0, 3, 1, 2]
+    assert nnlab.data.load_idx_folder(folder)[1].y.tolist() == [0, 3, 1, 2]
 
 
 def test_unknown_name():
     with pytest.raises(ValueError, match="name: expected one of"):
-        nnlab.load_dataset("cifar")
+        nnlab.data.load_dataset("cifar")
     with pytest.raises(ValueError, match="source: expected 'idx' or 'tfds'"):
         nnlab.data.load("mnist", source="keras")
 
@@ -144,6 +144,6 @@ def test_real_mnist(mnist_data):
 
 def test_make_dataset_checks():
     with pytest.raises(ValueError, match="x: expected a non-empty batch"):
-        nnlab.make_dataset(np.zeros((0, 2)), np.zeros(0, np.int32), num_classes=2)
+        nnlab.data.make_dataset(np.zeros((0, 2)), np.zeros(0, np.int32), num_classes=2)
     with pytest.raises(ValueError, match=r"expected 3 labels \(one per sample of x\), got 2"):
-        nnlab.make_dataset(np.zeros((3, 2)), np.zeros(2, np.int32), num_classes=2)
+        nnlab.data.make_dataset(np.zeros((3, 2)), np.zeros(2, np.int32), num_classes=2)

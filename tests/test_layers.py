@@ -191,12 +191,12 @@ def test_squeeze_excite_with_zero_excitation_halves_every_channel():
 def test_mnist_cnn_learns_and_is_deterministic():
     x = np.asarray(_images((128, 28, 28, 1)))
     y = (x[:, :14].sum(axis=(1, 2, 3)) > x[:, 14:].sum(axis=(1, 2, 3))).astype(np.int32)  # top half brighter?
-    data = nnlab.make_dataset(x, y, num_classes=10)
+    data = nnlab.data.make_dataset(x, y, num_classes=10)
     model = nnlab.get_model("mnist-cnn", stages=((4,), (8,), (8,)), hidden=(16,), drop_rate=0.1)
     config = nnlab.TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3,
                                augmentation=nnlab.data.Augmentation(shift=1.0))
     first = nnlab.fit(model, data, key=jax.random.key(0), config=config)
     again = nnlab.fit(model, data, key=jax.random.key(0), config=config)
     assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
-    assert nnlab.params_sha256(first.variables["params"]) == nnlab.params_sha256(again.variables["params"])
+    assert nnlab.report.params_sha256(first.variables["params"]) == nnlab.report.params_sha256(again.variables["params"])
     assert set(first.variables) == {"params", "batch_stats"}

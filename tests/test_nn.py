@@ -38,31 +38,31 @@ def test_dense_is_sigma_of_wx_plus_s():
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "prelu"])
 def test_mlp_gradient_against_finite_differences(activation):
-    params = nnlab.mlp_init(jax.random.key(0), [3, 4, 2], activation=activation)
+    params = nnlab.nn.mlp_init(jax.random.key(0), [3, 4, 2], activation=activation)
     x = jax.random.normal(jax.random.key(1), (5, 3))
     y = jnp.array([0, 1, 1, 0, 1])
 
     def loss(p):
-        return nnlab.softmax_cross_entropy(nnlab.mlp_apply(p, x, activation=activation), y)
+        return nnlab.losses.softmax_cross_entropy(nnlab.nn.mlp_apply(p, x, activation=activation), y)
 
     with jax.enable_x64():
         p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         x64 = x.astype(jnp.float64)
-        check_grads(lambda p: nnlab.softmax_cross_entropy(nnlab.mlp_apply(p, x64, activation=activation), y),
+        check_grads(lambda p: nnlab.losses.softmax_cross_entropy(nnlab.nn.mlp_apply(p, x64, activation=activation), y),
                     (p64,), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
     assert jnp.isfinite(loss(params))
 
 
 def test_parameter_count_of_lecture_mlp():
     v = nnlab.get_model("mnist-mlp").init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    assert nnlab.count_params(v["params"]) == 784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10 == 89_610
+    assert nnlab.report.count_params(v["params"]) == 784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10 == 89_610
 
 
 @pytest.mark.parametrize("activation", ["relu", "prelu", "sigmoid"])
 def test_linen_mlp_equals_functional_mlp(activation):
     x = jax.random.normal(jax.random.key(0), (4, 6))
-    func = nnlab.mlp_init(jax.random.key(1), [6, 5, 3], activation=activation)
-    model = nnlab.from_linen(nnlab.MLP([5, 3], activation=activation))
+    func = nnlab.nn.mlp_init(jax.random.key(1), [6, 5, 3], activation=activation)
+    model = nnlab.from_linen(nnlab.nn.MLP([5, 3], activation=activation))
     v = model.init(jax.random.key(2), x)
     p = v["params"]
     p["dense0"] = {"kernel": func[0]["W"].T, "bias": func[0]["s"]}
@@ -71,13 +71,13 @@ def test_linen_mlp_equals_functional_mlp(activation):
         assert set(p["prelu0"]) == {"a"}
     out, updates = model.apply(v, x, train=True)
     assert updates == {}
-    np.testing.assert_allclose(out, nnlab.mlp_apply(func, x, activation=activation), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, nnlab.nn.mlp_apply(func, x, activation=activation), rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_rejects_bad_arguments():
     with pytest.raises(ValueError, match="activation: expected one of"):
-        nnlab.mlp([2, 1], activation="swish")
+        nnlab.nn.mlp([2, 1], activation="swish")
     with pytest.raises(ValueError, match=r"sizes\[0\]: expected 784 inputs"):
-        nnlab.mlp([100, 10], input_shape=(28, 28, 1))
+        nnlab.nn.mlp([100, 10], input_shape=(28, 28, 1))
     with pytest.raises(ValueError, match="model: expected one of"):
         nnlab.get_model("resnet-9000")

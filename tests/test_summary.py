@@ -52,8 +52,8 @@ def test_vgg16_first_fully_connected_layer():
 
 
 @pytest.mark.parametrize("model", [
-    nnlab.MLP((100, 100, 10), activation="relu"),
-    nnlab.mlp([100, 100, 100, 10], activation="relu", input_shape=(100,)),
+    nnlab.nn.MLP((100, 100, 10), activation="relu"),
+    nnlab.nn.mlp([100, 100, 100, 10], activation="relu", input_shape=(100,)),
 ])
 def test_mlp_100_100_100_10_has_about_21000_parameters(model):
     costs, s = _costs(model, (100,))
@@ -84,7 +84,7 @@ def test_rejects_bad_arguments():
     with pytest.raises(TypeError, match="model: expected an nnlab Model"):
         nnlab.summary(object())
     with pytest.raises(ValueError, match="input_shape: expected the shape of one sample"):
-        nnlab.summary(nnlab.MLP((3,)))
+        nnlab.summary(nnlab.nn.MLP((3,)))
 
 
 def test_cli_prints_the_table(capsys):

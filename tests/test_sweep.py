@@ -26,7 +26,7 @@ def test_random_search_draws_in_range_log_uniform_and_repeats():
 
 
 @pytest.mark.parametrize("space, error", [
-    ({"momentum": [0.9]}, "space: expected knobs from"),
+    ({"lr": [0.1]}, "space: expected knobs from"),
     ({"width": []}, r"space\['width'\]: expected a non-empty list"),
     ({"learning_rate": (0.0, 1.0)}, r"space\['learning_rate'\]: expected a range"),
 ])
@@ -42,7 +42,7 @@ def test_settings_that_keep_the_program_share_one():
 
 
 def test_dropout_zeroes_hidden_units_and_rescales_the_rest():
-    model = nnlab.mlp([1, 2000, 1], activation="identity", drop_rate=0.25)
+    model = nnlab.nn.mlp([1, 2000, 1], activation="identity", drop_rate=0.25)
     params = [{"W": jnp.ones((2000, 1)), "s": jnp.zeros(2000)}, {"W": jnp.ones((1, 2000)) / 2000, "s": jnp.zeros(1)}]
     x = jnp.ones((1, 1))
     out_eval, _ = model.apply({"params": params}, x, train=False)
@@ -52,7 +52,7 @@ def test_dropout_zeroes_hidden_units_and_rescales_the_rest():
     assert float(out_train[0, 0]) == pytest.approx(1.0, abs=0.05)
     assert float(out_train[0, 0]) != pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="drop_rate: expected a fraction in \\[0, 1\\), got 1.0"):
-        nnlab.mlp([1, 2, 1], drop_rate=1.0)
+        nnlab.nn.mlp([1, 2, 1], drop_rate=1.0)
 
 
 @pytest.mark.optax_promotion
@@ -83,4 +83,4 @@ def test_cli_param_syntax(text, expected):
 
 def test_cli_param_names_the_knobs():
     with pytest.raises(ValueError, match="--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in"):
-        _parse_param("momentum=0.9")
+        _parse_param("lr=0.1")

@@ -42,12 +42,12 @@ def test_normalization_and_fit_accept_them(name):
     """A few Adam steps of an MLP on the per-feature normalized images lower the training loss."""
     with tfds.testing.mock_data(num_examples=32):
         train = nnlab.data.load(name, "train", source="tfds")
-    norm = nnlab.fit_normalization(train.x)
+    norm = nnlab.data.fit_normalization(train.x)
     assert norm.mean.shape == train.x.shape[1:]
     np.testing.assert_allclose(np.asarray(norm(train.x)).mean(axis=0), 0.0, atol=1e-5)
     features = int(np.prod(train.x.shape[1:]))
-    model = nnlab.with_normalization(
-        nnlab.mlp([features, 16, train.num_classes], activation="relu", input_shape=train.x.shape[1:]), norm)
+    model = nnlab.nn.with_normalization(
+        nnlab.nn.mlp([features, 16, train.num_classes], activation="relu", input_shape=train.x.shape[1:]), norm)
     config = nnlab.TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2)
     result = nnlab.fit(model, train, key=jax.random.key(0), config=config)
     losses = [h["train_loss"] for h in result.history]

@@ -4,41 +4,40 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab.train import make_train_step, make_tx
 
 SGD = nnlab.TrainConfig(epochs=5, batch_size=32, optimizer="heavy_ball", learning_rate=0.1)
 
 
 def _spirals():
-    return nnlab.spirals(256, key=jax.random.key(0)), nnlab.spirals(128, key=jax.random.key(1))
+    return nnlab.data.spirals(256, key=jax.random.key(0)), nnlab.data.spirals(128, key=jax.random.key(1))
 
 
 def _fit(seed=0, config=SGD, **kw):
     train, val = _spirals()
-    return nnlab.fit(nnlab.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(seed), config=config, val=val, **kw)
+    return nnlab.fit(nnlab.nn.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(seed), config=config, val=val, **kw)
 
 
 def test_same_seed_same_history_and_params_bitwise():
     a, b = _fit(), _fit()
     assert a.history == [dict(h, seconds=h2["seconds"]) for h, h2 in zip(b.history, a.history)]
-    assert nnlab.params_sha256(a.variables["params"]) == nnlab.params_sha256(b.variables["params"])
+    assert nnlab.report.params_sha256(a.variables["params"]) == nnlab.report.params_sha256(b.variables["params"])
 
 
 def test_different_seeds_give_different_parameters():
-    assert nnlab.params_sha256(_fit(0).variables["params"]) != nnlab.params_sha256(_fit(1).variables["params"])
+    assert nnlab.report.params_sha256(_fit(0).variables["params"]) != nnlab.report.params_sha256(_fit(1).variables["params"])
 
 
 def test_early_stopping_restores_the_best_epoch():
     """Train far too hard on a small noisy set: validation error rises; the result is the best epoch's."""
-    train = nnlab.blobs(60, key=jax.random.key(0), spread=1.5)
-    val = nnlab.blobs(300, key=jax.random.key(1), spread=1.5)
+    train = nnlab.data.blobs(60, key=jax.random.key(0), spread=1.5)
+    val = nnlab.data.blobs(300, key=jax.random.key(1), spread=1.5)
     cfg = nnlab.TrainConfig(epochs=200, batch_size=10, optimizer="heavy_ball", learning_rate=0.05, patience=5)
     snapshots = {}
 
     def keep(epoch, state, record):
         snapshots[epoch] = jax.tree.map(np.asarray, state.params)
 
-    r = nnlab.fit(nnlab.mlp([2, 64, 64, 3], activation="relu"), train, key=jax.random.key(0), config=cfg, val=val,
+    r = nnlab.fit(nnlab.nn.mlp([2, 64, 64, 3], activation="relu"), train, key=jax.random.key(0), config=cfg, val=val,
                   callbacks=[keep])
     errors = [h["val_error"] for h in r.history]
     assert r.stopped_early and r.epochs_run == r.best_epoch + 5 < 200
@@ -59,8 +58,8 @@ def test_xor_is_learned():
 @pytest.mark.optax_promotion
 def test_short_mnist_run_above_90_percent(mnist_data):
     train, test = mnist_data
-    norm = nnlab.fit_normalization(train.x[:10000])
-    model = nnlab.with_normalization(nnlab.get_model("mnist-mlp"), norm)
+    norm = nnlab.data.fit_normalization(train.x[:10000])
+    model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp"), norm)
     r = nnlab.fit(model, train.take(10000), key=jax.random.key(0),
                   config=nnlab.TrainConfig(epochs=2, batch_size=64, optimizer="adam", learning_rate=1e-3))
     assert nnlab.evaluate(model, r.variables, test.x[:2000], test.y[:2000], num_classes=10).accuracy > 0.90
@@ -71,17 +70,26 @@ def test_full_batch_gradient_descent_takes_one_step_per_epoch():
     assert int(r.state.step) == 3
 
 
-def test_train_step_compiles_once():
-    train, _ = _spirals()
-    model = nnlab.mlp([2, 8, 2])
-    tx = make_tx(SGD, 8)
-    state = nnlab.init_state(model, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
-    step = jax.jit(make_train_step(model, tx, SGD))
-    order = jnp.arange(256).reshape(8, 32)
-    metrics = jnp.zeros(3)
-    for _ in range(5):
-        state, metrics = step(state, metrics, jnp.asarray(train.x), jnp.asarray(train.y), order)
-    assert step._cache_size() == 1
+@pytest.mark.parametrize("engine", ["step", "unroll", "scan"])
+def test_later_epochs_compile_nothing(engine):
+    """Every program of the loop compiles in the first epoch: epochs 2-4 add no compilation."""
+    train, val = _spirals()
+    events, seen = [], {}
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(event)
+
+    def count(epoch, state, record):
+        seen[epoch] = len(events)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        nnlab.fit(nnlab.nn.mlp([2, 8, 2]), train, key=0, config=SGD.replace(engine=engine, unroll=3, epochs=4),
+                  val=val, callbacks=[count])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert seen[1] > 0 and seen[4] == seen[1]
 
 
 def _bad(x, y, num_classes=2):
@@ -131,10 +139,10 @@ def test_bad_config_is_rejected(field, value, message):
 def test_linen_and_functional_mlp_train_identically():
     """The same network as pure functions and as a Linen module, from the same start, ends the same."""
     train, val = _spirals()
-    func = nnlab.mlp([2, 8, 2], activation="tanh")
-    linen = nnlab.from_linen(nnlab.MLP([8, 2], activation="tanh"))
-    tx = make_tx(SGD, 8)
-    s_func = nnlab.init_state(func, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
+    func = nnlab.nn.mlp([2, 8, 2], activation="tanh")
+    linen = nnlab.from_linen(nnlab.nn.MLP([8, 2], activation="tanh"))
+    tx = nnlab.train.make_tx(SGD, 8)
+    s_func = nnlab.train.init_state(func, tx, jnp.asarray(train.x[:1]), key=jax.random.key(0))
     p = s_func.params
     linen_params = {f"dense{i}": {"kernel": layer["W"].T, "bias": layer["s"]} for i, layer in enumerate(p)}
     s_linen = s_func.replace(params=linen_params, opt_state=tx.init(linen_params))
@@ -150,16 +158,16 @@ def test_linen_and_functional_mlp_train_identically():
 def test_patience_without_validation_is_an_error():
     train, _ = _spirals()
     with pytest.raises(ValueError, match="patience: expected validation data"):
-        nnlab.fit(nnlab.mlp([2, 4, 2]), train, key=jax.random.key(0), config=SGD.replace(patience=3))
+        nnlab.fit(nnlab.nn.mlp([2, 4, 2]), train, key=jax.random.key(0), config=SGD.replace(patience=3))
 
 
 def test_numpy_integer_seed_is_a_key():
     a = _fit(np.int64(3), config=SGD.replace(epochs=1))
     b = _fit(3, config=SGD.replace(epochs=1))
-    assert nnlab.params_sha256(a.variables["params"]) == nnlab.params_sha256(b.variables["params"])
+    assert nnlab.report.params_sha256(a.variables["params"]) == nnlab.report.params_sha256(b.variables["params"])
 
 
-XOR = nnlab.xor()
+XOR = nnlab.data.xor()
 
 
 @pytest.mark.optax_promotion
@@ -169,14 +177,15 @@ def test_divergence_stops_at_that_epoch_and_is_never_best_or_checkpointed(tmp_pa
     finite and overflows the parameters in a later epoch."""
     config = nnlab.TrainConfig(epochs=6, batch_size=None, optimizer="adam", learning_rate=3e38, loss="squared_error")
     ckpt = nnlab.Checkpointer(tmp_path)
-    with pytest.raises(nnlab.DivergenceError, match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
+    with pytest.raises(nnlab.train.DivergenceError, match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
                        r"likely cause: the learning rate 3e\+38 is too large .* Epoch \1 was not kept") as error:
         nnlab.fit(nnlab.get_model("xor-mlp"), XOR, key=jax.random.key(0), config=config, val=XOR, checkpointer=ckpt)
     diverged = int(error.value.args[0].split()[1].rstrip(":"))
     assert diverged >= 2 and ckpt.epochs() == list(range(1, diverged))
-    saved = nnlab.read_checkpoint(ckpt.latest())
-    assert saved.log["best_epoch"] == diverged - 1 and len(saved.log["history"]) == diverged - 1
-    assert all(np.isfinite([h["train_loss"], h["val_loss"]]).all() for h in saved.log["history"])
+    saved = nnlab.checkpoint.read_checkpoint(ckpt.latest())
+    history = saved.log["histories"][0]
+    assert saved.log["tracker"]["best_epoch"] == [diverged - 1] and len(history) == diverged - 1
+    assert all(np.isfinite([h["train_loss"], h["val_loss"]]).all() for h in history)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved.best_variables))
 
 
@@ -196,7 +205,7 @@ def test_labels_beyond_the_models_outputs_are_refused():
     all-zero one-hot rows, silently."""
     x = np.asarray(jax.random.uniform(jax.random.key(0), (40, 2)))
     data = nnlab.Dataset(x, np.arange(40, dtype=np.int32) % 20, 20, "train")
-    model = nnlab.mlp([2, 8, 10], input_shape=(2,))
+    model = nnlab.nn.mlp([2, 8, 10], input_shape=(2,))
     message = r"expected labels in \[0, 9\] for a model with 10 output\(s\), got labels up to 19"
     with pytest.raises(ValueError, match="train.y: " + message):
         nnlab.fit(model, data, key=jax.random.key(0), config=SGD)
@@ -214,7 +223,7 @@ def test_integer_images_are_refused_with_how_to_scale_them(dtype):
     with pytest.raises(TypeError, match="train.x: " + message):
         nnlab.fit(nnlab.get_model("mnist-mlp"), nnlab.Dataset(x, y, 10, "train"), key=jax.random.key(0), config=SGD)
     with pytest.raises(TypeError, match="data.x: " + message):
-        nnlab.make_dataset(x, y, num_classes=10)
+        nnlab.data.make_dataset(x, y, num_classes=10)
 
 
 def test_float64_values_beyond_float32_are_refused():
@@ -224,4 +233,4 @@ def test_float64_values_beyond_float32_are_refused():
     with pytest.raises(ValueError, match=r"train.x: expected values within float32's range .* got float64 values "
                                          r"up to 1e\+39 \(first in sample 2\), which would become Inf"):
         nnlab.fit(nnlab.get_model("xor-mlp"), _bad(x, [0, 1, 0, 1]), key=jax.random.key(0), config=SGD)
-    assert nnlab.make_dataset(x / 1e10, [0, 1, 0, 1], num_classes=2).x.dtype == np.float32  # in range: fine
+    assert nnlab.data.make_dataset(x / 1e10, [0, 1, 0, 1], num_classes=2).x.dtype == np.float32  # in range: fine

@@ -8,14 +8,14 @@ import pytest
 import nnlab
 from nnlab.train import init_state
 
-TRAIN = nnlab.spirals(200, key=jax.random.key(1))
-MODEL = nnlab.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
+TRAIN = nnlab.data.spirals(200, key=jax.random.key(1))
+MODEL = nnlab.nn.mlp([2, 16, 3], activation="tanh", input_shape=(2,))
 CONFIG = nnlab.TrainConfig(epochs=4, batch_size=20, learning_rate=1e-2, weight_decay=1e-2, l1=1e-3)
 HEAD_ONLY = [{"W": False, "s": False}, {"W": True, "s": True}]  # layer 0 frozen, layer 1 (the head) trained
 
 
-def _frozen_fit(**kwargs) -> tuple[nnlab.TrainState, nnlab.FitResult]:
-    tx = nnlab.freeze(nnlab.adam(1e-2), HEAD_ONLY)
+def _frozen_fit(**kwargs) -> tuple[nnlab.train.TrainState, nnlab.FitResult]:
+    tx = nnlab.optim.freeze(nnlab.optim.adam(1e-2), HEAD_ONLY)
     start = init_state(MODEL, tx, jnp.zeros((1, 2)), key=jax.random.key(0))
     return start, nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, state=start, tx=tx, **kwargs)
 
@@ -37,5 +37,5 @@ def test_frozen_run_resumes_bitwise(tmp_path):
     _frozen_fit(checkpointer=ckpt)
     shutil.rmtree(ckpt.path(4))  # as if killed after epoch 2's checkpoint
     _, resumed = _frozen_fit(checkpointer=ckpt, resume=True)
-    assert nnlab.params_sha256(resumed.variables["params"]) == nnlab.params_sha256(whole.variables["params"])
+    assert nnlab.report.params_sha256(resumed.variables["params"]) == nnlab.report.params_sha256(whole.variables["params"])
     assert ckpt.epochs() == [2, 4]

@@ -12,6 +12,7 @@ import gzip
 import math
 import os
 import struct
+import sys
 import zlib
 from typing import BinaryIO
 
@@ -66,6 +67,8 @@ def _parse(f: BinaryIO, name: str, size: int | None) -> np.ndarray:
     dims = struct.unpack(f">{ndim}i", dim_bytes)
     if any(d < 0 for d in dims):
         raise IdxFormatError(f"{name}: expected non-negative dimensions, got {dims}")
+    if math.prod(max(d, 1) for d in dims) > sys.maxsize // 16:  # NumPy refuses such shapes even when one is 0
+        raise IdxFormatError(f"{name}: expected dimensions NumPy can hold, got {dims}")
     dtype = _DTYPES[code]
     expected = math.prod(dims) * dtype.itemsize
     header = 4 + 4 * ndim

@@ -22,9 +22,11 @@ class Normalization(NamedTuple):
     std: jnp.ndarray
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        """x: [batch, *feature_shape] -> same shape."""
-        lead = (1,) * (x.ndim - jnp.ndim(self.mean))
-        return (x - jnp.reshape(self.mean, lead + jnp.shape(self.mean))) / jnp.reshape(self.std, lead + jnp.shape(self.std))
+        """x: [batch, *feature_shape] -> same shape and dtype (the float32 statistics are cast to
+        x's dtype, so a bfloat16 forward pass normalizes in bfloat16 and leaves them float32)."""
+        shape = (1,) * (x.ndim - jnp.ndim(self.mean)) + jnp.shape(self.mean)
+        mean = jnp.reshape(self.mean, shape).astype(x.dtype)
+        return (x - mean) / jnp.reshape(self.std, shape).astype(x.dtype)
 
 
 def fit_normalization(x, *, per_feature: bool = True, min_std: float = 1e-3) -> Normalization:

@@ -1,17 +1,20 @@
-"""Training: config, state, pure steps and the `fit` loop."""
+"""Training: config, state with a member axis, the pure step, loop strategies and the one loop
+behind `fit` (one model) and `fit_many` (S models as one vmapped program)."""
 
 from ._config import COMPUTE_DTYPES, ENGINES, TrainConfig
-from ._engine import Engine, make_engine, pick_engine
-from ._guards import DivergenceError
-from ._loop import FitResult, fit, make_tx
-from ._parallel import DataParallel, data_parallel
-from ._precision import cast_floating, with_compute_dtype
-from ._progress import Progress
-from ._state import TrainState, as_key, init_state
-from ._step import epoch_order, make_train_step, objective
+from ._engine import Engine, make_engine, members_step, pick_engine
+from .._signals import Interrupted
+from ._keys import STREAMS, as_key, member_keys, stream
+from ._loop import FitManyResult, FitResult, fit, fit_many
+from ._precision import with_compute_dtype
+from ._state import TrainState, init_members, init_state, member, stack
+from ._tracking import DivergenceError
+from ._step import classification_objective, epoch_order, make_train_step, model_objective
+from ._tx import MEMBER_HPARAMS, make_tx
 
 __all__ = [
-    "COMPUTE_DTYPES", "DataParallel", "DivergenceError", "ENGINES", "Engine", "FitResult", "Progress", "TrainConfig",
-    "TrainState", "as_key", "cast_floating", "data_parallel", "epoch_order", "fit", "init_state",
-    "make_engine", "make_train_step", "make_tx", "objective", "pick_engine", "with_compute_dtype",
+    "COMPUTE_DTYPES", "DivergenceError", "ENGINES", "Engine", "FitManyResult", "FitResult", "Interrupted",
+    "MEMBER_HPARAMS", "STREAMS", "TrainConfig", "TrainState", "as_key", "classification_objective", "epoch_order", "fit", "fit_many",
+    "init_members", "init_state", "make_engine", "make_train_step", "make_tx", "member", "member_keys",
+    "members_step", "model_objective", "pick_engine", "stack", "stream", "with_compute_dtype",
 ]

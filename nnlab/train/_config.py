@@ -30,8 +30,9 @@ class TrainConfig:
       step (XLA may fuse differently), not bit for bit over a long run.
     compute_dtype: 'float32', or 'bfloat16' to compute the training steps' forward and
       backward passes in bfloat16 while parameters, optimizer state and loss stay float32.
-    devices: data parallelism: each batch is sharded over this many devices (0: all of
-      `jax.devices()`) and the parameters are replicated; batch_size must divide evenly.
+    devices: how many of `jax.devices()` to train on (0: all). member_shards of them split the
+      member axis of `fit_many` (each group trains S / member_shards members), the rest shard
+      every batch (data parallelism, parameters replicated); S and batch_size must divide evenly.
     """
 
     epochs: int = 10
@@ -52,6 +53,7 @@ class TrainConfig:
     unroll: int = 8
     compute_dtype: str = "float32"
     devices: int = 1
+    member_shards: int = 1
 
     def __post_init__(self):
         check_positive(self.epochs, name="epochs", integer=True)
@@ -77,6 +79,7 @@ class TrainConfig:
             raise ValueError(f"compute_dtype: expected one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
             raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
+        check_positive(self.member_shards, name="member_shards", integer=True)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

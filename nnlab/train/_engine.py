@@ -1,16 +1,17 @@
-"""How one epoch of steps is executed on the device (the loop strategy), picked per backend.
+"""How an epoch of steps runs on the device (the loop strategy), for S members at once.
 
-Every strategy runs the same pure step on device-resident data (batches gathered by index,
-metrics summed on the device, state buffers donated) and returns to the host once per epoch:
+Every strategy runs the same vmapped step on device-resident data (batches gathered by index
+from the epoch's order [S, steps, batch], metrics summed on the device, state buffers
+donated) and returns to the host once per epoch:
 
 - 'step':   one compiled call per batch, dispatched from a Python loop;
 - 'unroll': `unroll` steps unrolled into one compiled call (the remainder in a shorter one);
-- 'scan':   the whole epoch as one compiled `lax.scan`.
+- 'scan':   the whole epoch as one compiled `lax.scan` over the order's steps (its `xs`).
 
-'auto' takes 'unroll' on CPU and 'scan' elsewhere. On XLA:CPU (2-core EPYC, jax 0.10.2,
-the Flax example CNN, benchmarks/README.md) a convolution inside `lax.scan` ran about 23x
-slower than per-step dispatch, while chunks of 8 unrolled steps took 0.7x the per-step
-time; on a GPU a scanned epoch removes the per-step launch and dispatch cost.
+'auto' takes 'scan' on GPUs and TPUs, where it removes the per-step launch and dispatch
+cost. On a CPU it takes 'scan' too when the step has no convolution, and otherwise 'unroll':
+XLA:CPU runs a convolution inside a loop about 17-23x slower than dispatched per step, while
+chunks of 8 unrolled steps took 0.7x the per-step time (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
 
 from ._state import TrainState
 
@@ -26,78 +28,104 @@ Step = Callable[..., tuple[TrainState, jax.Array]]
 
 
 class Engine(NamedTuple):
-    """name: the strategy taken; run(state, x_all, y_all, order) -> (state, metrics).
+    """name: the strategy taken; run(state, active, x_all, y_all, order) -> (state, metrics).
 
-    order: [steps, batch] sample indices; metrics: float32 [3] (loss sum, error count,
-    sample count) of the epoch, on the device. `run` donates `state`.
+    state: stacked [S, ...]; active: bool [S] (stopped members keep their state);
+    order: int32 [S, steps, batch]; metrics: float32 [S, 3] (loss sum, error count, sample
+    count) of the epoch, on the device. traced: `run` is a traceable function, meant to be
+    compiled into one program with the rest of the epoch ('scan'); otherwise it dispatches
+    compiled calls itself and donates `state`.
     """
 
     name: str
-    run: Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
+    run: Callable[..., tuple[TrainState, jax.Array]]
+    traced: bool = False
 
 
-def pick_engine(engine: str, platform: str) -> str:
+def step_has_convolution(fn: Callable, *args) -> bool:
+    """Whether `fn(*args)` computes a convolution, read off its printed jaxpr (nested calls
+    included); traced only, nothing runs."""
+    return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*args))
+
+
+def pick_engine(engine: str, platform: str, *, convolution: bool = True) -> str:
     """The strategy 'auto' stands for on `platform` ('cpu', 'gpu', 'tpu'); others are kept."""
     if engine != "auto":
         return engine
-    return "unroll" if platform == "cpu" else "scan"
+    return "unroll" if platform == "cpu" and convolution else "scan"
 
 
-def _steps(step: Step, count: int) -> Step:
-    """`count` steps in a row, unrolled: (state, metrics, x_all, y_all, order) -> (state, metrics)."""
+def mask_members(active: jax.Array, new, old):
+    """Leaves of `new` for active members, of `old` for stopped ones (PRNG keys never change in a step)."""
+    def pick(n, o):
+        if jnp.issubdtype(n.dtype, jax.dtypes.prng_key):
+            return n
+        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+    return jax.tree.map(pick, new, old)
 
-    def run(state, metrics, x_all, y_all, order):
-        for _ in range(count):
-            state, metrics = step(state, metrics, x_all, y_all, order)
-        return state, metrics
+
+def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Callable:
+    """(state, metrics, active, x_all, y_all, idx [S, batch]) -> (state, metrics): `step` for
+    every member on its own batch, stopped members masked out."""
+    vstep = jax.vmap(step)
+
+    def run(state, metrics, active, x_all, y_all, idx):
+        x, y = jax.tree.map(lambda a: a[idx], (x_all, y_all))
+        if batch_sharding is not None:
+            x, y = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), (x, y))
+        new_state, m = vstep(state, x, y)
+        return mask_members(active, new_state, state), metrics + jnp.where(active[:, None], m, 0.0)
 
     return run
 
 
-def _per_call(step: Step, chunk: int) -> Callable:
+def _per_call(step: Callable, chunk: int) -> Callable:
     """An epoch as compiled calls of `chunk` steps each (the remainder in one shorter call)."""
     compiled: dict[int, Callable] = {}
 
     def call(count: int) -> Callable:
         if count not in compiled:
-            compiled[count] = jax.jit(_steps(step, count), donate_argnums=(0, 1))
+            def steps(state, metrics, t, active, x_all, y_all, order):
+                for _ in range(count):
+                    idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
+                    state, metrics = step(state, metrics, active, x_all, y_all, idx)
+                    t = t + 1
+                return state, metrics, t
+            compiled[count] = jax.jit(steps, donate_argnums=(0, 1))
         return compiled[count]
 
-    def run(state, x_all, y_all, order):
-        steps = order.shape[0]
-        metrics = jnp.zeros((3,), jnp.float32)
-        for _ in range(steps // chunk):
-            state, metrics = call(chunk)(state, metrics, x_all, y_all, order)
-        if steps % chunk:
-            state, metrics = call(steps % chunk)(state, metrics, x_all, y_all, order)
+    def run(state, active, x_all, y_all, order):
+        n_steps = order.shape[1]
+        metrics, t = jnp.zeros((order.shape[0], 3), jnp.float32), jnp.zeros((), jnp.int32)
+        for _ in range(n_steps // chunk):
+            state, metrics, t = call(chunk)(state, metrics, t, active, x_all, y_all, order)
+        if n_steps % chunk:
+            state, metrics, t = call(n_steps % chunk)(state, metrics, t, active, x_all, y_all, order)
         return state, metrics
 
     return run
 
 
-def _scanned(step: Step) -> Callable:
-    """An epoch as one compiled `lax.scan` over its steps."""
+def _scanned(step: Callable) -> Callable:
+    """An epoch's steps as one `lax.scan` whose xs are the steps of the order (traceable)."""
 
-    def run(state, x_all, y_all, order):
-        def body(carry, _):
-            return step(*carry, x_all, y_all, order), None
+    def run(state, active, x_all, y_all, order):
+        def body(carry, idx):
+            return step(*carry, active, x_all, y_all, idx), None
 
-        (state, metrics), _ = jax.lax.scan(body, (state, jnp.zeros((3,), jnp.float32)), None, length=order.shape[0])
+        metrics = jnp.zeros((order.shape[0], 3), jnp.float32)
+        (state, metrics), _ = jax.lax.scan(body, (state, metrics), jnp.swapaxes(order, 0, 1))
         return state, metrics
 
-    return jax.jit(run, donate_argnums=0)
+    return run
 
 
-def make_engine(step: Step, engine: str = "auto", *, unroll: int = 8, platform: str | None = None) -> Engine:
-    """The epoch runner for the pure `step` (from `make_train_step`), with strategy `engine`.
-
-    platform: where it runs (default: that of `jax.devices()[0]`), which decides 'auto'.
-    """
-    name = pick_engine(engine, platform or jax.devices()[0].platform)
+def make_engine(step: Callable, name: str, *, unroll: int = 8) -> Engine:
+    """The epoch runner for `members_step(...)` with strategy `name` ('step', 'unroll' or 'scan')."""
     if name == "step":
         return Engine(name, _per_call(step, 1))
     if name == "unroll":
         return Engine(name, _per_call(step, unroll))
     if name == "scan":
-        return Engine(name, _scanned(step))
-    raise ValueError(f"engine: expected 'auto', 'step', 'unroll' or 'scan', got {engine!r}")
+        return Engine(name, _scanned(step), traced=True)
+    raise ValueError(f"engine: expected 'step', 'unroll' or 'scan', got {name!r}")

@@ -1,9 +1,15 @@
-"""`fit`: epochs of shuffled mini-batches, validation after each, early stopping."""
+"""`fit_many` and `fit`: one training loop for S members, `fit` being the case S = 1.
+
+Per epoch the host dispatches the engine's steps for all members, the validation pass and
+the on-device bookkeeping (`end_epoch`), then receives one small report [S, 8]; history,
+progress, callbacks and checkpoints work from that report.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
@@ -12,31 +18,34 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._checks import check_inputs, check_label_range, check_labels
+from .._batches import padded_batches
+from .._checks import check_inputs, check_label_range, check_labels, check_positive
 from .._signals import Interrupted, deferred_signals
 from ..data import Dataset
-from ..evaluate import evaluate
 from ..nn import Model
-from ..optim import make_optimizer, schedule
 from ._config import TrainConfig
-from ._engine import make_engine
-from ._guards import check_finite
-from ._parallel import data_parallel
+from ._engine import make_engine, members_step, pick_engine, step_has_convolution
+from ._keys import as_key, member_keys
+from ._parallel import make_layout, put
 from ._precision import with_compute_dtype
 from ._progress import Progress
-from ._state import TrainState, as_key, init_state
-from ._step import epoch_order, make_train_step
+from ._state import TrainState, copy, init_members, member, stack
+from ._step import epoch_order, make_eval_batch, make_train_step, model_objective
+from ._tracking import REPORT, DivergenceError, Tracker, divergence_message, end_epoch, init_tracker
+from ._tx import check_hparams, make_tx, set_hparams
+from ._validate import make_validator
 
 if TYPE_CHECKING:
     from ..checkpoint import Checkpointer
 
-Callback = Callable[[int, TrainState, dict], bool | None]
+Callback = Callable[[int, TrainState, Any], bool | None]
+_COL = {name: i for i, name in enumerate(REPORT)}
 
 
 class FitResult(NamedTuple):
     """What `fit` returns.
 
-    variables: the variables to use (the best epoch's when validating with early stopping)
+    variables: the variables to use (the best epoch's when validating)
     state: the final training state (resume from it)
     history: one dict per epoch: epoch, train_loss, train_error (running means over the
       epoch's batches, in training mode), val_loss, val_error (None without val), seconds
@@ -57,43 +66,31 @@ class FitResult(NamedTuple):
         return [h["seconds"] for h in self.history]
 
 
-@dataclasses.dataclass
-class FitLog:
-    """fit's bookkeeping besides the state: saved with each checkpoint so a resumed run
-    stops, and returns the best epoch, exactly as an uninterrupted one.
+class FitManyResult(NamedTuple):
+    """What `fit_many` returns; `variables` and `state` have a leading member axis [S, ...].
 
-    best: (val_error, val_loss) of the best epoch so far; since_best: epochs since then.
+    variables: each member's best epoch's variables (its final ones without validation)
+    state: the final stacked training state (a stopped member's state is frozen at its stop)
+    histories: one `fit`-style history per member (it ends where that member stopped)
+    diverged: per member, the epoch whose loss or parameters turned non-finite (0: never);
+      such a member stops there and keeps its best finite epoch
+    chunks: how many programs the S members were split into (1: all at once)
     """
 
-    history: list[dict] = dataclasses.field(default_factory=list)
-    best: tuple[float, float] = (np.inf, np.inf)
-    best_variables: Any = None
-    best_epoch: int = 0
-    since_best: int = 0
-    stopped: bool = False
+    variables: dict
+    state: TrainState
+    histories: list[list[dict]]
+    best_epochs: list[int]
+    epochs_run: list[int]
+    stopped_early: list[bool]
+    diverged: list[int]
+    train_seconds: float
+    chunks: int
+    engine: str
 
-    def to_json(self) -> dict:
-        """Everything but best_variables, as JSON-ready data (floats round-trip exactly)."""
-        return {"history": self.history, "best": list(self.best) if self.best_epoch else None,
-                "best_epoch": self.best_epoch, "since_best": self.since_best, "stopped": self.stopped}
-
-    @classmethod
-    def from_json(cls, data: dict, best_variables) -> "FitLog":
-        best = tuple(data["best"]) if data.get("best") is not None else (np.inf, np.inf)
-        best_epoch = data.get("best_epoch", 0)
-        return cls(list(data.get("history", [])), best, best_variables if best_epoch else None,
-                   best_epoch, data.get("since_best", 0), data.get("stopped", False))
-
-    def update(self, epoch: int, record: dict, variables) -> None:
-        """Notes the epoch's record; keeps a copy of `variables` when validation improved."""
-        self.history.append(record)
-        if record["val_error"] is None:
-            return
-        if (record["val_error"], record["val_loss"]) < self.best:
-            self.best, self.best_variables = (record["val_error"], record["val_loss"]), _copy(variables)
-            self.best_epoch, self.since_best = epoch, 0
-        else:
-            self.since_best += 1
+    @property
+    def size(self) -> int:
+        return len(self.histories)
 
 
 def _check_patience(config: TrainConfig, val: Dataset | None) -> None:
@@ -103,7 +100,7 @@ def _check_patience(config: TrainConfig, val: Dataset | None) -> None:
                          f"got patience={config.patience} and val=None")
 
 
-def output_width(model: Model, x: np.ndarray) -> int | None:
+def _output_width(model: Model, x: np.ndarray) -> int | None:
     """The number of outputs of `model` for samples like x: [n, ...] (traced, nothing computed)."""
     def forward(xb):
         return model.apply(model.init(jax.random.key(0), xb), xb, train=False)[0]
@@ -112,141 +109,300 @@ def output_width(model: Model, x: np.ndarray) -> int | None:
     return shape[-1] if len(shape) == 2 else None
 
 
-def _check_data(model: Model, data: Dataset, name: str, outputs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """x as float32 and y as int32 after checking them, the labels also against the model's
-    number of outputs (`outputs`, traced from the model when not given)."""
-    x = check_inputs(data.x, name=f"{name}.x", feature_shape=model.input_shape)
-    y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y")
-    outputs = output_width(model, x) if outputs is None else outputs
+def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, Any]:
+    """(x float32, y): inputs checked against the model's input shape; class labels checked for a
+    classifier, also against its number of outputs (a model with its own objective checks its
+    structured targets itself)."""
+    x = check_inputs(data.x, name=f"{name}.x", feature_shape=model.input_shape).astype(np.float32)
+    if model.objective is not None:
+        lengths = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(data.y)}
+        if lengths != {x.shape[0]}:
+            raise ValueError(f"{name}.y: expected targets with a leading axis of {x.shape[0]} (one per sample), "
+                             f"got leading axes {sorted(map(str, lengths))}")
+        return x, data.y
+    y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y").astype(np.int32)
+    outputs = _output_width(model, x)
     if outputs is not None:
         check_label_range(y, outputs=outputs, name=f"{name}.y")
-    return x.astype(np.float32), y.astype(np.int32)
+    return x, y
 
 
-def make_tx(config: TrainConfig, steps_per_epoch: int):
-    """The optimizer of `config`, with its learning-rate schedule over the whole run."""
-    lr = schedule(config.schedule, config.learning_rate, total_steps=config.epochs * steps_per_epoch,
-                  warmup_steps=config.warmup_epochs * steps_per_epoch)
-    return make_optimizer(config.optimizer, lr, beta=config.momentum, weight_decay=config.weight_decay)
+def _means(records) -> dict:
+    """The members' mean train loss, train error and validation error (for the progress line)."""
+    records = list(records)
+    return {k: float(np.mean([r[k] for r in records])) for k in ("train_loss", "train_error", "val_error")
+            if records and all(r[k] is not None for r in records)}
 
 
-def _copy(tree):
-    """A deep copy of the arrays of `tree` (so donating one never deletes the other)."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+def _score(records) -> tuple[float, float] | None:
+    """(val_error, val_loss) of the epoch averaged over the members trained in it: ranks its checkpoint."""
+    records = [r for r in records if r["val_loss"] is not None]
+    if not records:
+        return None
+    return float(np.mean([r["val_error"] or 0.0 for r in records])), float(np.mean([r["val_loss"] for r in records]))
 
 
-def fit(model: Model, train: Dataset, *, key: jax.Array, config: TrainConfig = TrainConfig(),
-        val: Dataset | None = None, state: TrainState | None = None, progress: bool | None = None,
-        callbacks: Sequence[Callback] = (), tx: optax.GradientTransformation | None = None,
-        checkpointer: Checkpointer | None = None, resume: bool = False) -> FitResult:
-    """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch.
-
-    Pass `state` to continue a run (its counters and keys decide the remaining epochs and
-    their data order). Each callback gets (epoch, state, record) after every epoch and
-    stops training by returning True; `state` is valid during the call only (the next
-    step donates its buffers): copy what you keep, e.g. `jax.tree.map(np.asarray, state.params)`. `tx` replaces the optimizer of `config` (e.g. one
-    wrapped in `freeze`); the learning rate then is `tx`'s own. With a `checkpointer`, the
-    state and bookkeeping are saved every `checkpointer.every` epochs and at the end; with
-    `resume`, training continues from its newest valid checkpoint (if any; a damaged newer one
-    is skipped with a warning) and ends bitwise as the uninterrupted run would; a larger
-    `config.epochs` than the checkpoint's continues the run. The checkpointer holds its
-    folder's lock from the start of `fit` to its end.
-
-    A non-finite loss or parameter raises DivergenceError at that epoch (nothing of it is kept).
-    In the main thread, SIGINT / SIGTERM end training at the end of the epoch, after a final
-    checkpoint, with `Interrupted` (a second signal: at once, between checkpoint writes).
-    """
-    if resume and checkpointer is None:
-        raise ValueError("resume: expected a checkpointer to resume from, got checkpointer=None")
-    with contextlib.ExitStack() as stack:
-        if checkpointer is not None:
-            stack.enter_context(checkpointer.open())  # a second writer fails here, before anything is trained
-        return _fit(model, train, key=key, config=config, val=val, state=state, progress=progress,
-                    callbacks=callbacks, tx=tx, checkpointer=checkpointer, resume=resume)
+def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, errors: bool) -> dict:
+    count = row[_COL["train_count"]]
+    return {"epoch": epoch, "train_loss": float(row[_COL["train_loss_sum"]] / count),
+            "train_error": float(row[_COL["train_errors"]] / count) if errors else None,
+            "val_loss": float(row[_COL["val_loss"]]) if validate else None,
+            "val_error": float(row[_COL["val_error"]]) if validate and errors else None,
+            "seconds": seconds}
 
 
-def _fit(model: Model, train: Dataset, *, key, config: TrainConfig, val: Dataset | None, state: TrainState | None,
-         progress: bool | None, callbacks: Sequence[Callback], tx: optax.GradientTransformation | None,
-         checkpointer: Checkpointer | None, resume: bool) -> FitResult:
-    if checkpointer is not None and not resume and checkpointer.latest() is not None:
-        raise ValueError(f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
-                         f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an empty folder")
-    _check_patience(config, val)
-    x, y = _check_data(model, train, "train")
-    if val is not None:
-        _check_data(model, val, "val", outputs=output_width(model, x))
-        if val.num_classes != train.num_classes:
-            raise ValueError(f"val.num_classes: expected {train.num_classes} like train, got {val.num_classes}")
-    n = x.shape[0]
+def _epoch_program(engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout,
+                   scan_validation: bool) -> Callable:
+    """run_epoch(state, tracker, x_all, y_all, val_data, epoch) -> (state, tracker, report [S, 8]):
+    the epoch's data order, its steps, validation and `end_epoch`. A traced engine ('scan')
+    makes this one compiled program; otherwise the engine's calls, the validation and the
+    bookkeeping are dispatched one after another, with no host sync until the report."""
+    order_of = jax.vmap(functools.partial(epoch_order, n=n, batch_size=batch), in_axes=(0, None))
+    validate = None if val is None else make_validator(make_eval_batch(eval_objective), scan=scan_validation)
+    finish = functools.partial(end_epoch, n_val=0 if val is None else val[0].shape[0],
+                               patience=config.patience if val is not None else None)
+    members = None if layout is None else layout.members
+    out_shardings = (members, members, None if layout is None else layout.replicated)
+
+    def order_for(state, epoch):
+        order = order_of(state.rng["data"], epoch)
+        return order if layout is None else jax.lax.with_sharding_constraint(order, layout.order)
+
+    if engine.traced:
+        def epoch_fn(state, tracker, x_all, y_all, val_data, epoch):
+            state, metrics = engine.run(state, tracker.active, x_all, y_all, order_for(state, epoch))
+            val_metrics = None if validate is None else validate(state.variables, *val_data)
+            return finish(state, tracker, metrics, val_metrics)
+        return jax.jit(epoch_fn, donate_argnums=(0, 1), out_shardings=out_shardings)
+
+    order_jit = jax.jit(order_for)
+    validate_jit = jax.jit(validate) if validate is not None and scan_validation else validate
+    finish_jit = jax.jit(finish, donate_argnums=(0, 1), out_shardings=out_shardings)
+
+    def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
+        state, metrics = engine.run(state, tracker.active, x_all, y_all, order_jit(state, epoch))
+        return finish_jit(state, tracker, metrics, None if validate_jit is None else validate_jit(state.variables,
+                                                                                                 *val_data))
+    return run_epoch
+
+
+class _Run(NamedTuple):
+    variables: Any
+    state: TrainState
+    tracker: Tracker
+    histories: list[list[dict]]
+    train_seconds: float
+    engine: str
+
+
+def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainConfig, *,
+           hparams: dict | None, tx: optax.GradientTransformation | None, state: TrainState | None,
+           callbacks: Sequence[Callback], checkpointer: Checkpointer | None, resume: bool,
+           bar: Progress, epoch_offset: int, raise_on_divergence: bool) -> _Run:
+    """The one training loop: S = keys.shape[0] members on (x, y), validated on `val` = (x, y) or None."""
+    S, n = keys.shape[0], x.shape[0]
     batch = n if config.batch_size is None else min(config.batch_size, n)
     tx_given, tx = tx, (make_tx(config, n // batch) if tx is None else tx)
+    step = make_train_step(model_objective(with_compute_dtype(model, config.compute_dtype), config.loss), tx,
+                           config.augmentation)
+    eval_objective = model_objective(model, config.loss)
+    layout = make_layout(config.devices, config.member_shards, members=S, batch_size=batch)
+    members = None if layout is None else layout.members
+    example_x = jnp.asarray(x[:1])
     if state is None:
-        state = init_state(model, tx, jnp.asarray(x[:1]), key=as_key(key))
-    log = FitLog()
+        state = jax.jit(lambda k: init_members(model, tx, example_x, keys=k), out_shardings=members)(keys)
+        if hparams is not None:
+            state = state.replace(opt_state=set_hparams(state.opt_state, hparams))
+    else:
+        state = jax.device_put(copy(state), members)  # the steps donate: never the caller's arrays
+    tracker = init_tracker(state, validate=val is not None)
+    histories: list[list[dict]] = [[] for _ in range(S)]
+    done, stopped = 0, False
     if resume and checkpointer is not None and checkpointer.latest() is not None:
         restored = checkpointer.restore(state)
-        state, log = restored.state, FitLog.from_json(restored.log, restored.best_variables)
-        if int(state.epoch) > config.epochs:
-            raise ValueError(f"epochs: expected at least the {int(state.epoch)} epochs of the checkpoint "
-                             f"{restored.path} to resume, got {config.epochs}")
-    state = _copy(state)  # the steps donate their input state: never donate arrays the caller holds
-    parallel = data_parallel(config.devices, batch)
-    if parallel is not None:
-        state = jax.device_put(state, parallel.replicated)
-    step = make_train_step(with_compute_dtype(model, config.compute_dtype), tx, config,
-                           batch_sharding=None if parallel is None else parallel.batch)
-    engine = make_engine(step, config.engine, unroll=config.unroll)
-    order_fn = jax.jit(epoch_order, static_argnums=(2, 3))
-    x_dev, y_dev = jax.device_put((x, y), None if parallel is None else parallel.replicated)
+        log = restored.log
+        state = jax.device_put(restored.state, members)
+        tracker = Tracker.from_json(log["tracker"], restored.best_variables)
+        histories, done, stopped = [list(h) for h in log["histories"]], log["epoch"], log["stopped"]
+        if done > config.epochs:
+            raise ValueError(f"epochs: expected at least the {done} epochs of the checkpoint {restored.path} "
+                             f"to resume, got {config.epochs}")
 
-    bar = Progress(config.epochs, enabled=progress)
+    # shapes of one member's state and batch: what the step is traced with, nothing computed
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
+    x_spec = jax.ShapeDtypeStruct((batch, *x.shape[1:]), jnp.float32)
+    y_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch, *np.shape(a)[1:]), np.asarray(a).dtype), y)
+    errors = jax.eval_shape(functools.partial(eval_objective, train=False, key=None), one.variables, x_spec,
+                            y_spec)[1] is not None
+    convolution = step_has_convolution(step, one, x_spec, y_spec)
+    engine_name = pick_engine(config.engine, jax.devices()[0].platform, convolution=convolution)
+    engine = make_engine(members_step(step, None if layout is None else layout.batch), engine_name,
+                         unroll=config.unroll)
+    replicated = None if layout is None else layout.replicated
+    x_dev, y_dev = put(x, replicated), put(y, replicated)
+    run_epoch = _epoch_program(engine, eval_objective, n=n, batch=batch, val=val, config=config, layout=layout,
+                               scan_validation=engine.traced or not convolution)
+    val_data = None if val is None else put(padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])),
+                                            replicated)
+
     start = time.perf_counter()
-    first = int(state.epoch) + 1
-    done = first - 1  # the last complete epoch
+    active = np.asarray(jax.device_get(tracker.active))
     learning_rate = config.learning_rate if tx_given is None else None
-    with deferred_signals() as signals, contextlib.closing(bar):
+    with deferred_signals() as signals:
         try:
-            for epoch in range(first, config.epochs + 1 if not log.stopped else first):
+            for epoch in range(done + 1, config.epochs + 1):
+                if stopped or not active.any():
+                    break
                 t0 = time.perf_counter()
-                order = order_fn(state.data_key, state.epoch, n, batch)
-                state, metrics = engine.run(state, x_dev, y_dev, order)
-                state = state.replace(epoch=state.epoch + 1)
-                loss_sum, errors, count = np.asarray(metrics).tolist()
-                record = {"epoch": epoch, "train_loss": loss_sum / count, "train_error": errors / count,
-                          "val_loss": None, "val_error": None}
-                if val is not None:
-                    ev = evaluate(model, state.variables, val.x, val.y, num_classes=val.num_classes,
-                                  loss=config.loss, batch_size=config.eval_batch_size)
-                    record.update(val_loss=ev.loss, val_error=ev.error_rate)
-                check_finite(epoch, record, state.params, learning_rate=learning_rate)
-                log.update(epoch, record, state.variables)
-                record["seconds"] = time.perf_counter() - t0
-                bar.update(epoch, record)
-                log.stopped = any([cb(epoch, state, record) for cb in callbacks]) or (
-                    config.patience is not None and val is not None and log.since_best >= config.patience)
+                state, tracker, report = run_epoch(state, tracker, x_dev, y_dev, val_data, epoch - 1)
+                rows = np.asarray(jax.device_get(report))
+                seconds = time.perf_counter() - t0
+                records = {i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
+                           for i in np.flatnonzero(active)}
+                diverged = [i for i in records if not rows[i, _COL["finite"]]]
+                if diverged and raise_on_divergence:
+                    raise DivergenceError(divergence_message(epoch, records[diverged[0]], learning_rate))
+                for i, record in records.items():
+                    histories[i].append(record)
+                active = rows[:, _COL["active"]] > 0
+                bar.update(epoch_offset + epoch, _means(records.values()))
+                listed = [records.get(i) for i in range(S)]
+                stopped = any([bool(cb(epoch, state, listed)) for cb in callbacks]) or not active.any()
                 done = epoch
-                saved = checkpointer is not None and (
-                    log.stopped or epoch == config.epochs or epoch % checkpointer.every == 0 or signals.requested)
+                saved = checkpointer is not None and (stopped or epoch == config.epochs
+                                                      or epoch % checkpointer.every == 0 or signals.requested)
                 if saved:
-                    checkpointer.save(state, best_variables=log.best_variables, log=log.to_json())
-                if signals.requested and not log.stopped and epoch < config.epochs:
+                    checkpointer.save(state, epoch=epoch, best_variables=tracker.best_variables,
+                                      score=_score(records.values()),
+                                      log={"epoch": epoch, "stopped": stopped, "members": S, "histories": histories,
+                                           "tracker": tracker.to_json()})
+                if signals.requested and not stopped and epoch < config.epochs:
                     if checkpointer is not None:
                         checkpointer.wait()
                     raise Interrupted(signals.requested, epoch=epoch,
                                       checkpoint=checkpointer.path(epoch) if saved else None)
-                if log.stopped:
-                    break
             if checkpointer is not None:
                 checkpointer.wait()
         except Interrupted as e:
             if e.epoch is not None:
                 raise
-            # a second signal, mid-epoch
-            raise Interrupted(e.signum, epoch=done, during_epoch=True,
+            raise Interrupted(e.signum, epoch=done, during_epoch=True,  # a second signal, mid-epoch
                               checkpoint=None if checkpointer is None else checkpointer.latest()) from None
-    train_seconds = time.perf_counter() - start
-    best_variables, best_epoch = log.best_variables, log.best_epoch
-    if best_variables is None:
-        best_variables, best_epoch = state.variables, int(state.epoch)
-    return FitResult(best_variables, state, log.history, best_epoch, len(log.history), log.stopped, train_seconds,
-                     engine.name)
+    variables = state.variables if tracker.best_variables is None else tracker.best_variables
+    return _Run(variables, state, tracker, histories, time.perf_counter() - start, engine_name)
+
+
+def _concat(trees):
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
+
+
+def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
+             hparams: dict | None = None, state: TrainState | None = None,
+             tx: optax.GradientTransformation | None = None, callbacks: Sequence[Callback] = (),
+             checkpointer: Checkpointer | None = None, resume: bool = False, max_members: int | None = None,
+             progress: bool | None = None) -> FitManyResult:
+    """Trains S = len(keys) copies of `model` as one vmapped, jitted program (member i from root key keys[i]).
+
+    train: x [n, *model.input_shape], y [n] class labels (or a pytree of [n, ...] targets for
+    a model with its own objective); val: the same, evaluated after every epoch for all members.
+    Each member has its own initialization, data order, dropout and augmentation keys,
+    optimizer state and batch statistics; with `config.patience` each stops on its own
+    validation curve (its updates masked from then on) and keeps its own best variables.
+    hparams: optional per-member {'learning_rate' | 'weight_decay' | 'momentum': [S] values}
+    replacing config's (they live in the optimizer state, see `make_tx`). state: a stacked
+    state [S, ...] to continue. tx: an optimizer replacing config's (then no hparams).
+    callbacks: cb(epoch, state, records) after every epoch (records: one dict per member,
+    None for stopped ones); returning True stops all members; `state` is valid during the call
+    only. checkpointer / resume: save every `checkpointer.every` epochs and at the end /
+    continue from the latest checkpoint, bitwise as the uninterrupted run. max_members: train
+    at most this many members per program (chunks one after another, announced on stderr), for
+    studies larger than the accelerator's memory.
+    """
+    return _fit_members(model, train, keys=keys, config=config, val=val, hparams=hparams, state=state, tx=tx,
+                        callbacks=callbacks, checkpointer=checkpointer, resume=resume, max_members=max_members,
+                        progress=progress, raise_on_divergence=False)
+
+
+def _fit_members(model: Model, train: Dataset, *, keys, config: TrainConfig, val: Dataset | None, hparams: dict | None,
+                 state: TrainState | None, tx: optax.GradientTransformation | None, callbacks: Sequence[Callback],
+                 checkpointer: Checkpointer | None, resume: bool, max_members: int | None, progress: bool | None,
+                 raise_on_divergence: bool) -> FitManyResult:
+    key_data = jax.random.key_data(member_keys(keys))  # [S, 2]: each chunk wraps fresh keys from it
+    S = key_data.shape[0]
+    _check_patience(config, val)
+    x, y = _check_data(model, train, "train")
+    val_xy = None
+    if val is not None:
+        val_xy = _check_data(model, val, "val")
+        if model.objective is None and val.num_classes != train.num_classes:
+            raise ValueError(f"val.num_classes: expected {train.num_classes} like train, got {val.num_classes}")
+    hp = check_hparams(hparams, S)
+    if hp is not None and tx is not None:
+        raise ValueError("hparams: expected the optimizer of the config, got a custom tx as well")
+    if resume and checkpointer is None:
+        raise ValueError("resume: expected a checkpointer to resume from, got checkpointer=None")
+    if max_members is not None:
+        check_positive(max_members, name="max_members", integer=True)
+    size = S if state is not None else min(S, max_members or S)
+    starts = list(range(0, S, size))
+    if len(starts) > 1:
+        if checkpointer is not None:
+            raise ValueError(f"checkpointer: expected all {S} members in one program to checkpoint them, "
+                             f"got chunks of {size}; raise max_members")
+        print(f"fit_many: {S} members in chunks of max_members={max_members}: running {len(starts)} programs",
+              file=sys.stderr)
+    bar = Progress(config.epochs * len(starts), label=f"fit[{S}]" if S > 1 else "train", enabled=progress)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(bar))
+        if checkpointer is not None:
+            stack.enter_context(checkpointer.open())  # a second writer fails here, before anything is trained
+            if not resume and checkpointer.latest() is not None:
+                raise ValueError(f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
+                                 f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
+                                 f"empty folder")
+        runs = [_train(model, x, y, val_xy, jax.random.wrap_key_data(key_data[s:s + size]), config,
+                       hparams=None if hp is None else {k: v[s:s + size] for k, v in hp.items()}, tx=tx,
+                       state=state, callbacks=callbacks, checkpointer=checkpointer, resume=resume, bar=bar,
+                       epoch_offset=c * config.epochs, raise_on_divergence=raise_on_divergence)
+                for c, s in enumerate(starts)]
+    histories = [h for r in runs for h in r.histories]
+    tracker = {k: np.concatenate([np.asarray(jax.device_get(getattr(r.tracker, k))) for r in runs])
+               for k in ("best_epoch", "diverged")}
+    validated = val is not None
+    return FitManyResult(
+        variables=_concat([r.variables for r in runs]) if len(runs) > 1 else runs[0].variables,
+        state=_concat([r.state for r in runs]) if len(runs) > 1 else runs[0].state,
+        histories=histories,
+        best_epochs=[int(b) if validated else len(h) for b, h in zip(tracker["best_epoch"], histories, strict=True)],
+        epochs_run=[len(h) for h in histories],
+        stopped_early=[len(h) < config.epochs for h in histories],
+        diverged=[int(d) for d in tracker["diverged"]],
+        train_seconds=sum(r.train_seconds for r in runs),
+        chunks=len(runs),
+        engine=runs[0].engine,
+    )
+
+
+def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
+        state: TrainState | None = None, tx: optax.GradientTransformation | None = None,
+        callbacks: Sequence[Callback] = (), checkpointer: Checkpointer | None = None, resume: bool = False,
+        progress: bool | None = None) -> FitResult:
+    """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch:
+    `fit_many` with the single member `key` (a jax.random.key or an int seed), its member axis
+    squeezed. Raises DivergenceError when the loss or the parameters turn NaN or Inf.
+
+    Each callback gets (epoch, state, record) after every epoch and stops training by
+    returning True; `state` is valid during the call only (the next step donates its
+    buffers): copy what you keep, e.g. `jax.tree.map(np.asarray, state.params)`. `tx` replaces
+    the optimizer of `config` (e.g. one wrapped in `freeze`); the learning rate then is `tx`'s
+    own. With a `checkpointer`, the state and bookkeeping are saved every `checkpointer.every`
+    epochs and at the end; with `resume`, training continues from its latest checkpoint (if
+    any) and ends bitwise as the uninterrupted run would.
+    """
+    squeezed = [lambda epoch, s, records, cb=cb: cb(epoch, member(s, 0), records[0]) for cb in callbacks]
+    many = _fit_members(model, train, keys=[as_key(key)], config=config, val=val, hparams=None,
+                        state=None if state is None else stack([state]), tx=tx, callbacks=squeezed,
+                        checkpointer=checkpointer, resume=resume, max_members=None, progress=progress,
+                        raise_on_divergence=True)
+    return FitResult(member(many.variables, 0), member(many.state, 0), many.histories[0], many.best_epochs[0],
+                     many.epochs_run[0], many.stopped_early[0], many.train_seconds, many.engine)

@@ -1,9 +1,11 @@
-"""Data parallelism with `jax.sharding`: each batch split over devices, parameters replicated.
+"""Devices: a `jax.sharding.Mesh` with a 'members' axis and a 'data' axis.
 
-XLA partitions the compiled step (GSPMD): every device computes the gradient of its slice
-of the batch and the mean over the whole batch is an all-reduce, so the update equals the
-one-device update up to float rounding. Across processes, `jax.distributed.initialize()`
-makes `jax.devices()` global and the same code runs unchanged (see README.md).
+The training state is sharded over 'members' (each device group trains its own members) and
+every gathered batch over 'data' (GSPMD: each device computes the gradient of its slice and
+the mean over the batch becomes an all-reduce, so the update equals the one-device update up
+to float rounding). 8 seeds on 8 GPUs is `devices=8, member_shards=8`; 2 seeds x 4-way data
+parallel is `devices=8, member_shards=2`. With several processes, `jax.distributed.initialize()`
+makes `jax.devices()` global and the same call runs unchanged (see README.md).
 """
 
 from __future__ import annotations
@@ -12,25 +14,45 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-class DataParallel(NamedTuple):
-    """replicated: for parameters, state and the data set; batch: for a batch's leading axis."""
+class Layout(NamedTuple):
+    """Where things live: replicated (data set, validation), members ([S, ...] state and
+    metrics), batch ([S, batch, ...] gathered batches) and order ([S, steps, batch])."""
 
+    mesh: Mesh
     replicated: NamedSharding
+    members: NamedSharding
     batch: NamedSharding
+    order: NamedSharding
 
 
-def data_parallel(devices: int, batch_size: int) -> DataParallel | None:
-    """Shardings over the first `devices` of `jax.devices()` (0: all); None for one device."""
+def make_layout(devices: int, member_shards: int, *, members: int, batch_size: int) -> Layout | None:
+    """The mesh over the first `devices` of `jax.devices()` (0: all): `member_shards` groups along
+    'members', the rest along 'data'. None for one device."""
     available = jax.devices()
     count = len(available) if devices == 0 else devices
     if count > len(available):
         raise ValueError(f"devices: expected at most the {len(available)} devices JAX sees, got {devices}")
+    if count % member_shards:
+        raise ValueError(f"member_shards: expected a divisor of the {count} devices, got {member_shards}")
     if count == 1:
         return None
-    if batch_size % count:
-        raise ValueError(f"batch_size: expected a multiple of the {count} devices, got {batch_size}")
-    mesh = Mesh(np.asarray(available[:count]), ("data",))
-    return DataParallel(NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data")))
+    data = count // member_shards
+    if members % member_shards:
+        raise ValueError(f"keys: expected a multiple of member_shards={member_shards} members, got {members}")
+    if batch_size % data:
+        raise ValueError(f"batch_size: expected a multiple of the {data} devices of the 'data' axis, got {batch_size}")
+    mesh = Mesh(np.asarray(available[:count]).reshape(member_shards, data), ("members", "data"))
+    return Layout(mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P("members")),
+                  NamedSharding(mesh, P("members", "data")), NamedSharding(mesh, P("members", None, "data")))
+
+
+def put(value, sharding: NamedSharding | None):
+    """`value` (host arrays, a pytree) placed with `sharding`; works when the mesh spans several
+    processes (every process passes the same full value)."""
+    if sharding is None:
+        return jax.device_put(value)
+    return jax.tree.map(lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]),
+                        value)

@@ -1,4 +1,7 @@
-"""Mixed precision: compute in bfloat16 while parameters, optimizer state and loss stay float32."""
+"""Mixed precision the Flax ImageNet example's way: the parameters and the inputs are cast to
+bfloat16 for the forward and backward pass; everything else stays float32 (the parameters
+themselves and the optimizer state, BatchNorm's running statistics, the input-normalization
+statistics, the loss)."""
 
 from __future__ import annotations
 
@@ -14,15 +17,24 @@ def cast_floating(tree, dtype):
 
 
 def with_compute_dtype(model: Model, compute_dtype: str) -> Model:
-    """`model` computing in `compute_dtype`: variables and inputs are cast on the way in, outputs
-    and model-state updates back to float32 on the way out, so the loss is float32 and the
-    gradients reach the float32 parameters through the casts. 'float32' returns `model` itself."""
+    """`model` computing in `compute_dtype`: `variables['params']` and the inputs are cast on the
+    way in (other collections are left as they are), outputs and losses come back float32, so
+    the gradients reach the float32 parameters through the casts. 'float32' returns `model`."""
     if compute_dtype == "float32":
         return model
     dtype = jnp.dtype(compute_dtype)
 
-    def apply(variables, x, *, train: bool, key: jax.Array | None = None):
-        outputs, updates = model.apply(cast_floating(variables, dtype), cast_floating(x, dtype), train=train, key=key)
-        return outputs.astype(jnp.float32), cast_floating(updates, jnp.float32)
+    def cast_in(variables, x):
+        return {**variables, "params": cast_floating(variables["params"], dtype)}, cast_floating(x, dtype)
 
-    return model._replace(apply=apply)
+    def apply(variables, x, *, train: bool, key: jax.Array | None = None):
+        outputs, updates = model.apply(*cast_in(variables, x), train=train, key=key)
+        return cast_floating(outputs, jnp.float32), updates
+
+    objective = None
+    if model.objective is not None:
+        def objective(variables, x, targets, *, train: bool, key: jax.Array | None = None):
+            loss, errors, updates = model.objective(*cast_in(variables, x), targets, train=train, key=key)
+            return loss.astype(jnp.float32), errors, updates
+
+    return model._replace(apply=apply, objective=objective)

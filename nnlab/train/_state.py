@@ -1,4 +1,4 @@
-"""The training state: one pytree, so it can be jitted, vmapped over seeds and checkpointed."""
+"""The training state: one pytree with a leading member axis, jitted, vmapped and checkpointed whole."""
 
 from __future__ import annotations
 
@@ -7,24 +7,23 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from .._checks import check_seed
 from ..nn import Model
+from ._keys import member_keys, step_streams, stream
 
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a run needs to continue bit-for-bit.
+    """Everything a run needs to continue bit for bit. In `fit_many` every leaf has a leading
+    member axis [S, ...]; `fit` returns member 0 with the axis squeezed.
 
     params:      the trained parameters (pytree)
     model_state: other variable collections (batch statistics, normalization), dict
-    opt_state:   the optimizer's state
-    step:        int32 [], optimizer steps taken; the step's key is fold_in(key, step)
-    epoch:       int32 [], epochs completed; the epoch's data order is fold_in(data_key, epoch)
-    key:         PRNG key for dropout and augmentation
-    data_key:    PRNG key for the data order
+    opt_state:   the optimizer's state (per-member hyperparameters live here, see `make_tx`)
+    step:        int32 [], optimizer steps taken; the step's keys are fold_in(stream, step)
+    epoch:       int32 [], epochs completed; the epoch's data order is fold_in(rng['data'], epoch)
+    rng:         {'data', 'dropout', 'augment'}: the member's named random streams
     """
 
     params: Any
@@ -32,8 +31,7 @@ class TrainState:
     opt_state: Any
     step: jax.Array
     epoch: jax.Array
-    key: jax.Array
-    data_key: jax.Array
+    rng: dict
 
     @property
     def variables(self) -> dict:
@@ -41,25 +39,41 @@ class TrainState:
         return {"params": self.params, **self.model_state}
 
 
-def as_key(key) -> jax.Array:
-    """A typed PRNG key from a typed key, raw uint32 key data or an int seed."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        check_seed(key, name="key")
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    data = jnp.asarray(key)
-    if data.dtype != jnp.uint32:
-        raise TypeError(f"key: expected a jax.random.key, raw uint32 key data or an int seed, got dtype {data.dtype}")
-    return jax.random.wrap_key_data(data)
-
-
 def init_state(model: Model, tx: optax.GradientTransformation, example_x: jax.Array, *, key: jax.Array) -> TrainState:
-    """A fresh state: parameters from `model.init`, optimizer state, counters at 0, keys split from `key`."""
-    k_init, k_step, k_data = jax.random.split(as_key(key), 3)
-    variables = dict(model.init(k_init, example_x))
+    """A fresh state of one member from its root key: parameters from the 'init' stream, the
+    optimizer's state, counters at 0 and the step streams."""
+    variables = dict(model.init(stream(key, "init"), example_x))
     params = variables.pop("params")
-    return TrainState(
-        params=params, model_state=variables, opt_state=tx.init(params),
-        step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=k_step, data_key=k_data,
-    )
+    return TrainState(params=params, model_state=variables, opt_state=tx.init(params),
+                      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), rng=step_streams(key))
+
+
+def init_members(model: Model, tx: optax.GradientTransformation, example_x: jax.Array, *, keys) -> TrainState:
+    """S fresh states stacked on a leading axis; member i is `init_state(..., key=keys[i])`.
+
+    keys: int seeds, typed keys [S] or raw key data [S, 2] (see `member_keys`).
+    """
+    return jax.vmap(lambda k: init_state(model, tx, example_x, key=k))(member_keys(keys))
+
+
+def member(tree, i: int):
+    """Member i of a stacked pytree (every leaf [S, ...] -> [...])."""
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def _stack_leaves(*leaves) -> jax.Array:
+    """A fresh array [S, ...]; PRNG keys go through their key data, so the callers' keys stay unconsumed."""
+    if isinstance(leaves[0], jax.Array) and jnp.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in leaves]),
+                                        impl=jax.random.key_impl(leaves[0]))
+    return jnp.stack(leaves)
+
+
+def stack(trees: list):
+    """Pytrees of one member each stacked into one with a leading member axis [S, ...] (fresh arrays)."""
+    return jax.tree.map(_stack_leaves, *trees)
+
+
+def copy(tree):
+    """A copy of `tree` with fresh arrays (so donating them never deletes the caller's)."""
+    return jax.tree.map(lambda a: _stack_leaves(a)[0], tree)

@@ -1,4 +1,4 @@
-"""Pure training steps: one mini-batch update, gathered by index from device-resident data."""
+"""The pure training step of one member, and the objective it descends."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..data import augment
-from ..evaluate import predict_labels
-from ..losses import get_loss, l1_penalty, l2_penalty
+from ..data import Augmentation, augment
+from ..evaluation import predict_labels
+from ..losses import get_loss
 from ..nn import Model
-from ._config import TrainConfig
 from ._state import TrainState
+
+Objective = Callable[..., tuple[jax.Array, jax.Array | None, dict]]
 
 
 def epoch_order(data_key: jax.Array, epoch: jax.Array, n: int, batch_size: int) -> jax.Array:
@@ -23,55 +24,63 @@ def epoch_order(data_key: jax.Array, epoch: jax.Array, n: int, batch_size: int) 
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def objective(model: Model, config: TrainConfig) -> Callable:
-    """loss(params, model_state, x, y, key) -> (data loss + decay terms, (data loss, outputs, updates))."""
-    per_sample, _ = get_loss(config.loss)
-    l2 = config.weight_decay if config.optimizer != "adamw" else 0.0
+def classification_objective(apply: Callable, loss: str) -> Objective:
+    """objective(variables, x, y, *, train, key) -> (loss [batch], errors [batch], updates) of a
+    classifier: the named per-sample loss of its outputs, and whether its predicted label is wrong."""
+    per_sample, threshold = get_loss(loss)
 
-    def loss(params, model_state, x, y, key):
-        outputs, updates = model.apply({"params": params, **model_state}, x, train=True, key=key)
-        data_loss = jnp.mean(per_sample(outputs, y))
-        total = data_loss
-        if l2:
-            total = total + l2_penalty(params, l2, include_biases=config.decay_biases)
-        if config.l1:
-            total = total + l1_penalty(params, config.l1, include_biases=config.decay_biases)
-        return total, (data_loss, outputs, updates)
+    def objective(variables, x, y, *, train: bool, key: jax.Array | None = None):
+        outputs, updates = apply(variables, x, train=train, key=key)
+        return per_sample(outputs, y), predict_labels(outputs, threshold) != y, updates
 
-    return loss
+    return objective
 
 
-def make_train_step(model: Model, tx: optax.GradientTransformation, config: TrainConfig, *,
-                    batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
-    """step(state, metrics, x_all, y_all, order) -> (state, metrics).
+def model_objective(model: Model, loss: str) -> Objective:
+    """The model's own objective, or for a classifier the one of the loss named `loss`."""
+    return model.objective if model.objective is not None else classification_objective(model.apply, loss)
 
-    x_all: [n, ...] and y_all: [n] stay on the device; order: [steps, batch] from
-    `epoch_order`; the batch is row `step mod steps` of it. metrics: float32 [3] running
-    (loss sum, error count, sample count) for the epoch, kept on the device.
-    batch_sharding: where the gathered batch lives (data parallelism), None to leave it to XLA.
+
+def make_train_step(objective: Objective, tx: optax.GradientTransformation,
+                    augmentation: Augmentation = Augmentation()) -> Callable:
+    """step(state, x, y) -> (state, metrics) for one member and one mini-batch.
+
+    x: [batch, ...], y: [batch] (or a pytree of [batch, ...] targets); metrics: float32 [3]
+    (loss sum, error count, sample count). The step's dropout and augmentation keys are
+    fold_in(stream, state.step) of the member's own streams. Model-state updates keep the
+    dtype of the state they replace (a bfloat16 forward pass leaves batch statistics float32).
     """
-    loss = objective(model, config)
-    threshold = get_loss(config.loss)[1]
 
-    def step(state: TrainState, metrics: jax.Array, x_all: jax.Array, y_all: jax.Array, order: jax.Array):
-        idx = order[state.step % order.shape[0]]
-        x, y = x_all[idx], y_all[idx]
-        if batch_sharding is not None:
-            x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
-        key = jax.random.fold_in(state.key, state.step)
-        if config.augmentation.active:
-            k_aug, key = jax.random.split(key)
-            x = augment(config.augmentation, x, key=k_aug)
-        grads, (data_loss, outputs, updates) = jax.grad(loss, has_aux=True)(state.params, state.model_state, x, y, key)
+    def step(state: TrainState, x: jax.Array, y):
+        if augmentation.active:
+            x = augment(augmentation, x, key=jax.random.fold_in(state.rng["augment"], state.step))
+        key = jax.random.fold_in(state.rng["dropout"], state.step)
+
+        def loss(params):
+            per_sample, errors, updates = objective({"params": params, **state.model_state}, x, y, train=True, key=key)
+            return jnp.mean(per_sample), (per_sample, errors, updates)
+
+        grads, (per_sample, errors, updates) = jax.grad(loss, has_aux=True)(state.params)
         param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        errors = jnp.sum(predict_labels(outputs, threshold) != y).astype(jnp.float32)
-        batch = jnp.float32(idx.shape[0])
-        new_state = state.replace(
-            params=optax.apply_updates(state.params, param_updates),
-            model_state={**state.model_state, **updates},
-            opt_state=opt_state,
-            step=state.step + 1,
-        )
-        return new_state, metrics + jnp.stack([data_loss * batch, errors, batch])
+        model_state = {**state.model_state,
+                       **jax.tree.map(lambda new, old: new.astype(old.dtype), updates,
+                                      {k: state.model_state[k] for k in updates})}
+        count = jnp.float32(per_sample.shape[0])
+        error_sum = jnp.float32(0.0) if errors is None else jnp.sum(errors).astype(jnp.float32)
+        new_state = state.replace(params=optax.apply_updates(state.params, param_updates), model_state=model_state,
+                                  opt_state=opt_state, step=state.step + 1)
+        return new_state, jnp.stack([jnp.sum(per_sample).astype(jnp.float32), error_sum, count])
 
     return step
+
+
+def make_eval_batch(objective: Objective) -> Callable:
+    """eval_batch(variables, x, y, mask) -> float32 [2] (masked loss sum, masked error count), no randomness."""
+
+    def eval_batch(variables, x, y, mask):
+        per_sample, errors, _ = objective(variables, x, y, train=False, key=None)
+        loss_sum = jnp.sum(jnp.where(mask, per_sample, 0.0))
+        error_sum = jnp.float32(0.0) if errors is None else jnp.sum(jnp.where(mask, errors, False))
+        return jnp.stack([loss_sum.astype(jnp.float32), jnp.asarray(error_sum, jnp.float32)])
+
+    return eval_batch

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._batches import padded_batches
 from ._checks import check_inputs, check_label_range, check_labels, check_positive
 from .losses import get_loss
 from .nn import Model
 
 
 def predict_labels(outputs: jnp.ndarray, threshold: float = 0.5) -> jnp.ndarray:
-    """Class labels [batch] from outputs [batch, classes]: argmax, or `outputs > threshold` for one output."""
+    """Class labels [...] from outputs [..., classes]: argmax, or `outputs > threshold` for one output."""
     if outputs.shape[-1] == 1:
-        return (outputs[:, 0] > threshold).astype(jnp.int32)
+        return (outputs[..., 0] > threshold).astype(jnp.int32)
     return jnp.argmax(outputs, axis=-1).astype(jnp.int32)
 
 
@@ -42,9 +43,7 @@ class Evaluation(NamedTuple):
 def _eval_batch(variables, x, y, mask, *, apply, loss, threshold):
     outputs, _ = apply(variables, x, train=False)
     per_sample, _ = get_loss(loss)
-    pred = predict_labels(outputs, threshold)
-    loss_sum = jnp.sum(jnp.where(mask, per_sample(outputs, y), 0.0))
-    return loss_sum, pred, outputs
+    return jnp.sum(jnp.where(mask, per_sample(outputs, y), 0.0)), predict_labels(outputs, threshold)
 
 
 @partial(jax.jit, static_argnames="apply")
@@ -52,14 +51,14 @@ def _forward(variables, x, *, apply):
     return apply(variables, x, train=False)[0]
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """Fixed-size batches (the last padded by repeating sample 0) with a mask of real samples."""
-    n = x.shape[0]
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        pad = batch_size - (stop - start)
-        idx = np.concatenate([np.arange(start, stop), np.zeros(pad, np.int64)])
-        yield x[idx], y[idx], np.arange(batch_size) < (stop - start), stop - start
+@cache
+def _members_apply(apply):
+    """`apply` over stacked members' variables [S, ...] (cached: one compiled program per model)."""
+
+    def members_apply(variables, x, *, train: bool):
+        return jax.vmap(lambda v: apply(v, x, train=train))(variables)
+
+    return members_apply
 
 
 def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy",
@@ -69,28 +68,28 @@ def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "so
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
     ya = check_labels(y, num_classes=num_classes, n=xa.shape[0]).astype(np.int32)
     threshold = get_loss(loss)[1]
-    batch_size = min(batch_size, xa.shape[0])
+    xb, yb, mask = padded_batches(xa, ya, min(batch_size, xa.shape[0]))
+    outputs = jax.eval_shape(lambda v, x_: model.apply(v, x_, train=False)[0], variables, xb[0])
+    if outputs.ndim == 2:
+        check_label_range(ya, outputs=outputs.shape[-1])
     loss_sum, preds = 0.0, []
-    for xb, yb, mask, real in _batches(xa, ya, batch_size):
-        ls, pred, outputs = _eval_batch(variables, xb, yb, mask, apply=model.apply, loss=loss, threshold=threshold)
-        if not preds and outputs.ndim == 2:
-            check_label_range(ya, outputs=outputs.shape[-1])
+    for i in range(mask.shape[0]):
+        ls, pred = _eval_batch(variables, xb[i], yb[i], mask[i], apply=model.apply, loss=loss, threshold=threshold)
         loss_sum += float(ls)
-        preds.append(np.asarray(pred)[:real])
+        preds.append(np.asarray(pred)[mask[i]])
     predictions = np.concatenate(preds)
     return Evaluation(loss_sum / xa.shape[0], int(np.sum(predictions != ya)), int(xa.shape[0]), predictions)
 
 
-def predict(model: Model, variables, x, *, batch_size: int = 1000) -> np.ndarray:
-    """Model outputs [n, classes] for x: [n, ...], computed in batches in evaluation mode."""
+def predict(model: Model, variables, x, *, batch_size: int = 1000, members: bool = False) -> np.ndarray:
+    """Model outputs [n, classes] for x: [n, ...], computed in batches in evaluation mode; with
+    `members`, `variables` are S stacked members' ([S, ...], from `fit_many`) and the outputs [S, n, classes]."""
     check_positive(batch_size, name="batch_size", integer=True)
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
-    batch_size = min(batch_size, xa.shape[0])
-    dummy = np.zeros(xa.shape[0], np.int32)
-    outs = []
-    for xb, _, _, real in _batches(xa, dummy, batch_size):
-        outs.append(np.asarray(_forward(variables, xb, apply=model.apply))[:real])
-    return np.concatenate(outs)
+    xb, _, mask = padded_batches(xa, np.zeros(xa.shape[0], np.int32), min(batch_size, xa.shape[0]))
+    apply = _members_apply(model.apply) if members else model.apply
+    outs = [np.asarray(_forward(variables, xb[i], apply=apply))[..., mask[i], :] for i in range(mask.shape[0])]
+    return np.concatenate(outs, axis=-2)
 
 
 def error_rate(predictions, labels) -> float:
