@@ -85,7 +85,7 @@ def _train(name: str, args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
     results, _ = run(cfg, progress=False if args.quiet else None, checkpoint_dir=args.checkpoint_dir,
-                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep)
+                     resume=args.resume, checkpoint_every=args.checkpoint_every, keep=args.keep, logdir=args.logdir)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
     p_demo = sub.add_parser("demo", help="train the MNIST MLP, or XOR where no MNIST files are found")
     _add_train_args(p_demo)
+    for p in (p_train, p_demo):
+        p.add_argument("--logdir", metavar="DIR", help="per-epoch metrics: DIR/metrics.jsonl and TensorBoard files")
     p_seeds = sub.add_parser("seeds", help="train S seeds of a named model as one vmapped program, compare, ensemble")
     p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
     p_seeds.add_argument("--seeds", type=int, default=8, help="number of seeds S: --seed, --seed + 1, ... (default 8)")
