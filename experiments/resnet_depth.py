@@ -27,8 +27,8 @@ import nnlab  # noqa: E402
 from _common import compilation_cache, metadata, parser, pm, settings, spread, subset  # noqa: E402
 from nnlab.nn import BatchNorm, GlobalAvgPool, ResidualBlock, conv  # noqa: E402
 
-SMALL = {"blocks": [1, 2], "n_train": 512, "n_test": 1000, "epochs": 1, "batch_size": 64}
-FULL = {"blocks": [1, 3, 7], "n_train": 5000, "n_test": 10000, "epochs": 6, "batch_size": 128}
+SMALL = {"blocks": [1, 2], "n_train": 1000, "n_test": 1000, "epochs": 1, "batch_size": 100}
+FULL = {"blocks": [1, 3, 7], "n_train": 4000, "n_test": 10000, "epochs": 5, "batch_size": 100}
 WEIGHT_DECAY = 5e-3  # the L2 lambda of the weight-decay comparison (gradient 2 * lambda * theta)
 
 
@@ -77,7 +77,7 @@ def train_depth(blocks: int, residual: bool, data, cfg: dict, seeds: list[int], 
     train, test = data
     model = nnlab.from_linen(DepthNet(blocks, residual), input_shape=(28, 28, 1), name="resnet" if residual else "plain")
     config = nnlab.TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], optimizer="heavy_ball",
-                               learning_rate=0.05, momentum=0.9, schedule="cosine")
+                               learning_rate=0.05, momentum=0.9, schedule="cosine", engine="step")
     keys = [s for _ in weight_decay for s in seeds]
     wd = [w for w in weight_decay for _ in seeds]
     t0 = time.perf_counter()
