@@ -99,7 +99,8 @@ def plot(runs: list[dict], path: str) -> None:
             layers = np.arange(1, g.shape[1] + 1)
             ax.plot(layers, g.mean(0), "o-", ms=3, label=r["activation"])
             ax.fill_between(layers, g.min(0), g.max(0), alpha=0.2)
-        ax.set(yscale="log", xlabel="layer (1 = input side)", ylabel="||dE/dW||", title=f"gradient norm per layer: {stage}")
+        ax.set(yscale="log", xlabel="layer (1 = input side)", ylabel="||dE/dW||",
+               title=f"gradient norm per layer: {stage}")
         ax.legend(fontsize=7)
     ax = axes[3]
     for r in runs:

@@ -72,8 +72,8 @@ def main() -> None:
     if args.png:
         fig, ax = plt.subplots(figsize=(7, 4))
         for i, (name, h) in enumerate(zip(names, result.histories)):
-            ax.plot([r["epoch"] for r in h], [100 * r["val_error"] for r in h], color=f"C{list(CANDIDATES).index(name)}",
-                    lw=0.8, label=name if i % len(seeds) == 0 else None)
+            ax.plot([r["epoch"] for r in h], [100 * r["val_error"] for r in h], lw=0.8,
+                    color=f"C{list(CANDIDATES).index(name)}", label=name if i % len(seeds) == 0 else None)
         ax.axhline(1.0, color="gray", ls=":", label="goal: 1.0%")
         ax.set(xlabel="epoch", ylabel="validation error (%)", ylim=(0.6, 3), title="MNIST MLP 784-100-100-10, seeds")
         ax.legend(fontsize=7)

@@ -75,7 +75,8 @@ def branch_norms(params) -> list[float]:
 def train_depth(blocks: int, residual: bool, data, cfg: dict, seeds: list[int], weight_decay: list[float]) -> dict:
     """fit_many over seeds x weight decays (members one after another: see README), test and train losses."""
     train, test = data
-    model = nnlab.from_linen(DepthNet(blocks, residual), input_shape=(28, 28, 1), name="resnet" if residual else "plain")
+    model = nnlab.from_linen(DepthNet(blocks, residual), input_shape=(28, 28, 1),
+                             name="resnet" if residual else "plain")
     config = nnlab.TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], optimizer="heavy_ball",
                                learning_rate=0.05, momentum=0.9, schedule="cosine", engine="step")
     keys = [s for _ in weight_decay for s in seeds]
@@ -123,7 +124,8 @@ def plot(runs: list[dict], path: str) -> None:
         epochs = np.arange(1, curves.shape[1] + 1)
         c = colors[depths.index(r["depth"]) % len(colors)]
         ls = "-" if r["residual"] else "--"
-        axes[0].plot(epochs, curves.mean(0), ls, color=c, label=f"{'residual' if r['residual'] else 'plain'} {r['depth']}")
+        name = "residual" if r["residual"] else "plain"
+        axes[0].plot(epochs, curves.mean(0), ls, color=c, label=f"{name} {r['depth']}")
         axes[0].fill_between(epochs, curves.min(0), curves.max(0), color=c, alpha=0.15)
     axes[0].set(xlabel="epoch", ylabel="training loss (running mean)", yscale="log",
                 title="training loss: mean, band = min..max over seeds")

@@ -50,7 +50,7 @@ def mlp_study(nets: dict, train, val, test, in_shape, config, seeds) -> list[dic
 
 
 class SmallCNN(nn.Module):
-    """conv3x3 16 | pool 2 | conv3x3 32 | pool 2 | [1x1 16 ->] conv3x3 64 | head: flatten + dense 10, or GAP + dense 10."""
+    """conv3x3 16 | pool 2 | conv3x3 32 | pool 2 | [1x1 16 ->] conv3x3 64 | flatten or GAP | dense 10."""
 
     head: str
     bottleneck: bool = False
@@ -87,7 +87,7 @@ def cnn_study(train, test, cfg, seeds) -> list[dict]:
     return rows
 
 
-def plot(spiral_rows, mnist_rows, cnn_rows, spirals_test, path: str) -> None:
+def plot(spiral_rows, mnist_rows, cnn_rows, path: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, rows, title in ((axes[0], spiral_rows, "two spirals"), (axes[1], mnist_rows, "MNIST")):
         for i, r in enumerate(rows):
@@ -132,7 +132,7 @@ def main() -> None:
     if args.json:
         nnlab.report.write_json(args.json, results)
     if args.png:
-        plot(spiral_rows, mnist_rows, cnn_rows, sp_test, args.png)
+        plot(spiral_rows, mnist_rows, cnn_rows, args.png)
     print(f"wall time {results['wall_seconds']:.0f} s")
 
 
