@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
@@ -20,7 +21,7 @@ from .losses import get_loss
 from .nn import get_model, with_normalization
 from .report import count_params, environment, params_sha256
 from .study import ensemble_outputs, seed_study
-from .train import FitManyResult, FitResult, TrainConfig, fit, fit_many, member, stream
+from .train import FitManyResult, FitResult, Logger, TrainConfig, fit, fit_many, member, stream
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +150,14 @@ def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, kee
 
 def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False, checkpoint_every: int = 1, keep: int = 3,
-        callbacks: Sequence[Callable] = ()) -> tuple[dict, FitResult]:
+        callbacks: Sequence[Callable] = (), logdir: str | os.PathLike | None = None) -> tuple[dict, FitResult]:
     """Trains and tests as `config` says; returns (results for --json, the FitResult).
 
     With `checkpoint_dir`, checkpoints are written every `checkpoint_every` epochs (the last
     `keep` and the best are kept); with `resume`, the run continues from the latest one.
-    `callbacks` go to `fit` (each gets epoch, state, record after every epoch).
+    `callbacks` go to `fit` (each gets epoch, state, record after every epoch). With `logdir`,
+    every epoch's metrics go to `logdir/metrics.jsonl` and TensorBoard event files in `logdir/run/`
+    (`nnlab.train.Logger`; event files need tensorboardX, `pip install nnlab[logging]`).
     """
     splits = load_splits(config)
     model = build_model(config, splits.train)
@@ -162,8 +165,19 @@ def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str 
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep)
-    result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val, progress=progress,
-                 checkpointer=ckpt, resume=resume, callbacks=callbacks)
+    logger = None
+    if logdir is not None:
+        logger = Logger(logdir, tensorboard=None)
+        if not logger.tensorboard:
+            print(f"logdir: tensorboardX is not installed (pip install nnlab[logging]): writing "
+                  f"{Path(logdir) / 'metrics.jsonl'} only", file=sys.stderr)
+    try:
+        result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val,
+                     progress=progress, checkpointer=ckpt, resume=resume,
+                     callbacks=[*callbacks, *([logger] if logger is not None else [])])
+    finally:
+        if logger is not None:
+            logger.close()
     test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
                     loss=config.train.loss, batch_size=config.train.eval_batch_size)
     best = result.history[result.best_epoch - 1]

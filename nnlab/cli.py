@@ -121,7 +121,7 @@ def _train(name: str, args: argparse.Namespace) -> int:
     cfg = config_from_args(name, args)
     checkpoints = _checkpoint_args(args)
     _check_outputs(args)
-    results, _ = run(cfg, progress=False if args.quiet else None, **checkpoints)
+    results, _ = run(cfg, progress=False if args.quiet else None, **checkpoints, logdir=args.logdir)
     if not args.quiet:
         print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
     print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
@@ -285,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p_demo = command("demo", "train the lecture's MNIST MLP (MNIST is downloaded when not found)")
     _add_train_args(p_demo)
     p_demo.add_argument("--mirror", metavar="URL", help="base URL tried first for MNIST (default $NNLAB_DATA_MIRROR)")
+    for p in (p_train, p_demo):
+        p.add_argument("--logdir", metavar="DIR", help="per-epoch metrics: DIR/metrics.jsonl and TensorBoard files")
     _add_data_parser(sub, common)
     p_seeds = command("seeds", "train S seeds of a named model as one vmapped program, compare, ensemble")
     p_seeds.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")

@@ -3,11 +3,12 @@
 from typing import Callable
 
 from .._run import RunConfig
-from . import flax_cnn, mnist_cnn, mnist_mlp, xor
+from . import flax_cnn, mnist_cnn, mnist_mlp, mnist_mlp_best, xor
 
 CONFIGS: dict[str, Callable[[], RunConfig]] = {
     "xor": xor.get_config,
     "mnist-mlp": mnist_mlp.get_config,
+    "mnist-mlp-best": mnist_mlp_best.get_config,
     "flax-cnn": flax_cnn.get_config,
     "mnist-cnn": mnist_cnn.get_config,
 }
