@@ -2,7 +2,10 @@
 
 CPU part (always): the MNIST MLP (default recipe, a few epochs), S seeds as one `fit_many`
 program against S sequential `fit` calls, as ratios of training seconds (total, compilation
-included, and per epoch after the first) in the same process.
+included, and per epoch after the first) in the same process; and against the other way to
+use this machine's cores: P processes at once (one XLA thread each), each training S / P seeds
+with `fit` one after another (wall time from their start to the last one's end, data loading
+and imports excluded).
 
 CNN part (on a GPU, or with --cnn anywhere): the Flax MNIST example CNN, seconds per epoch of
 S vmapped members against one, for two formulations of its convolutions: Linen `nn.Conv`
@@ -13,6 +16,10 @@ vmap turns into a batched matrix multiply).
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import flax.linen as nn
@@ -56,8 +63,8 @@ def _steady_epoch_seconds(histories) -> float:
     return float(np.median([h["seconds"] for h in histories[0][1:]]))
 
 
-def cpu_mlp(members: int, epochs: int, rounds: int, data_dir) -> list[dict]:
-    """Rounds of (S vmapped, S sequential), alternating so that a busy machine slows both alike."""
+def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir) -> list[dict]:
+    """Rounds of (S vmapped, S sequential, P processes), in turn so that a busy machine slows all alike."""
     cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
     train_cfg = cfg.train.replace(epochs=epochs, patience=None)
     splits = nnlab.load_splits(cfg)
@@ -75,7 +82,44 @@ def cpu_mlp(members: int, epochs: int, rounds: int, data_dir) -> list[dict]:
                      "speedup_total": seq_seconds / many.train_seconds,
                      "vmapped_epoch_s": _steady_epoch_seconds(many.histories), "sequential_epoch_s": seq_epoch,
                      "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories)})
+        if procs > 1:
+            par = processes(members, epochs, procs, data_dir)
+            rows[-1].update(par, processes=procs, vs_processes_total=par["processes_train_s"] / many.train_seconds,
+                            vs_processes_per_epoch=par["processes_epoch_s"] / _steady_epoch_seconds(many.histories))
     return rows
+
+
+_WORKER = """
+import json, sys, time
+import jax, nnlab
+members, epochs, data_dir, go = json.loads(sys.argv[1])
+cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
+splits = nnlab.load_splits(cfg)
+model = nnlab.build_model(cfg, splits.train)
+while time.time() < go:  # all processes start training together
+    time.sleep(0.005)
+start = time.time()
+runs = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=cfg.train.replace(epochs=epochs, patience=None),
+                  val=splits.val, progress=False) for i in members]
+print(json.dumps({"start": start, "end": time.time(), "epoch_s": [r.epoch_seconds for r in runs]}))
+"""
+
+
+def processes(members: int, epochs: int, procs: int, data_dir) -> dict:
+    """`procs` processes at once, one XLA:CPU thread each, training members / procs seeds each with `fit`."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "NNLAB_COMPILATION_CACHE": "off"}
+    go = time.time() + 30  # time to import jax and load MNIST in every process
+    parts = np.array_split(np.arange(members), procs)
+    jobs = [subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go])],
+                             env=env, stdout=subprocess.PIPE, text=True) for p in parts]
+    outs = [json.loads(job.communicate()[0].strip().splitlines()[-1]) for job in jobs]
+    if any(job.returncode for job in jobs):
+        raise RuntimeError("processes: a worker failed")
+    wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+    # per epoch after the first: the slower process's sum over its seeds
+    epoch = max(sum(float(np.median(e[1:])) for e in o["epoch_s"]) for o in outs)
+    return {"processes_train_s": wall, "processes_epoch_s": epoch}
 
 
 def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[dict]:
@@ -100,6 +144,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (>= 2: the first includes compilation)")
     p.add_argument("--rounds", type=int, default=2, help="MLP part: alternating rounds of vmapped / sequential")
+    p.add_argument("--processes", type=int, default=2, help="MLP part: P parallel processes (1: none)")
     p.add_argument("--cnn", action="store_true", help="run the CNN part on any backend (default: on a GPU only)")
     p.add_argument("--cnn-train-subset", type=int, help="CNN part: first N training samples only")
     p.add_argument("--skip-mlp", action="store_true")
@@ -108,7 +153,7 @@ def main() -> None:
     args = p.parse_args()
     results = {**nnlab.report.environment()}
     if not args.skip_mlp:
-        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.data_dir)
+        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.processes, args.data_dir)
         print(nnlab.report.format_table(results["mlp"]))
     if args.cnn or jax.default_backend() == "gpu":
         results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)
