@@ -132,8 +132,7 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
 
     Raises CheckpointError naming every missing, unexpected or differently shaped key.
     """
-    got = _flat(plain)
-    want = _flat(template)
+    got, want = _flat(plain), _flat(template)
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
     wrong = [f"{k}: checkpoint {_spec(got[k])[0]} {_spec(got[k])[1]}, model {_spec(v)[0]} {_spec(v)[1]}"
@@ -150,11 +149,8 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
 
 def _files(folder: Path) -> list[str]:
     """Every file below `folder` but the manifest, as sorted '/'-separated relative paths."""
-    out = []
-    for parent, dirs, names in os.walk(folder):
-        dirs.sort()
-        out += [os.path.relpath(os.path.join(parent, n), folder).replace(os.sep, "/") for n in names]
-    return sorted(f for f in out if f != "manifest.json")
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    return sorted(f for f in files if f != "manifest.json")
 
 
 def _fsync(path: Path) -> None:
