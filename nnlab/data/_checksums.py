@@ -23,8 +23,13 @@ class ChecksumError(ValueError):
     """A data file's SHA-256 differs from the one it should have, or a manifest cannot be read."""
 
 
-def parse_manifest(text: str, *, source: str) -> dict[str, str]:
-    """{file name: lowercase SHA-256} from a manifest's text; `source` names it in errors."""
+def decode_manifest(raw: bytes, *, source: str) -> dict[str, str]:
+    """{file name: lowercase SHA-256} from a manifest's raw bytes (UTF-8 text); `source` names it in errors."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ChecksumError(f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset "
+                            f"{e.start}") from None
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -40,16 +45,6 @@ def parse_manifest(text: str, *, source: str) -> dict[str, str]:
             raise ChecksumError(f"{source}, line {number}: {name} is listed twice with different hashes")
         sums[name] = digest
     return sums
-
-
-def decode_manifest(raw: bytes, *, source: str) -> dict[str, str]:
-    """`parse_manifest` of raw bytes, which must be UTF-8."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ChecksumError(f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset "
-                            f"{e.start}") from None
-    return parse_manifest(text, source=source)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
