@@ -196,15 +196,10 @@ def _mirror_manifest(base: str, name: str, *, timeout: float) -> dict[str, str] 
 def _sources(name: str, file: str, mirror: str | None, mirror_sums: dict[str, str] | None) -> list[_Source]:
     """Every place `file` may come from, in the order tried."""
     published = next(f for f in PUBLISHED[name].files if f.name == file)
-    out = []
-    if mirror is not None:
-        if mirror_sums is not None and file in mirror_sums:
-            out.append(_Source(f"{mirror}/{name}/{file}", mirror_sums[file], None, f"{mirror}/{name}/{MANIFEST}"))
-        else:
-            out.append(_Source(f"{mirror}/{name}/{file}", published.sha256, published.size, "the published file"))
-    if not offline():
-        out += [_Source(base + file, published.sha256, published.size, "the published file")
-                for base in PUBLISHED[name].mirrors]
+    bases = ([] if mirror is None else [f"{mirror}/{name}/"]) + ([] if offline() else list(PUBLISHED[name].mirrors))
+    out = [_Source(base + file, published.sha256, published.size, "the published file") for base in bases]
+    if mirror_sums is not None and file in mirror_sums:  # the user's mirror (first) lists its own hash of the file
+        out[0] = _Source(out[0].url, mirror_sums[file], None, f"{mirror}/{name}/{MANIFEST}")
     return out
 
 
