@@ -34,9 +34,7 @@ def check_inputs(x, *, name: str = "x", feature_shape: tuple[int, ...] | None = 
     if a.ndim == 0 or a.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch [batch, ...], got {_describe(a)}")
     if feature_shape is not None and tuple(a.shape[1:]) != tuple(feature_shape):
-        raise ValueError(
-            f"{name}: expected shape [batch, {', '.join(map(str, feature_shape))}], got {tuple(a.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape [batch, {', '.join(map(str, feature_shape))}], got {tuple(a.shape)}")
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0, 0]
         raise ValueError(f"{name}: expected finite values, got NaN or Inf (first in sample {bad})")
@@ -62,9 +60,8 @@ def check_labels(y, *, num_classes: int, n: int | None = None, name: str = "y") 
         raise ValueError(f"{name}: expected {n} labels (one per sample of x), got {a.shape[0]}")
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"{name}: expected labels in [0, {num_classes - 1}] for {num_classes} classes, got values in [{lo}, {hi}]"
-        )
+        raise ValueError(f"{name}: expected labels in [0, {num_classes - 1}] for {num_classes} classes, "
+                         f"got values in [{lo}, {hi}]")
     return a
 
 

@@ -28,6 +28,7 @@ they enter, as Orbax requires.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import json
 import os
@@ -47,7 +48,7 @@ from ._paths import absolute
 from ._signals import critical
 from .data import Normalization
 from .nn import Model, get_model, with_normalization
-from .report import file_sha256, params_sha256
+from .report import file_sha256, params_sha256, write_text
 
 FORMAT = "nnlab-checkpoint-2"  # 2: every array has a leading member axis [S, ...]
 _PREFIX = "epoch_"
@@ -131,8 +132,7 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
 
     Raises CheckpointError naming every missing, unexpected or differently shaped key.
     """
-    got = _flat(plain)
-    want = _flat(template)
+    got, want = _flat(plain), _flat(template)
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
     wrong = [f"{k}: checkpoint {_spec(got[k])[0]} {_spec(got[k])[1]}, model {_spec(v)[0]} {_spec(v)[1]}"
@@ -149,11 +149,8 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
 
 def _files(folder: Path) -> list[str]:
     """Every file below `folder` but the manifest, as sorted '/'-separated relative paths."""
-    out = []
-    for parent, dirs, names in os.walk(folder):
-        dirs.sort()
-        out += [os.path.relpath(os.path.join(parent, n), folder).replace(os.sep, "/") for n in names]
-    return sorted(f for f in out if f != "manifest.json")
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    return sorted(f for f in files if f != "manifest.json")
 
 
 def _fsync(path: Path) -> None:
@@ -164,22 +161,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Writes `path` whole or not at all (a sibling temporary, fsync, rename)."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    _fsync(tmp)
-    os.replace(tmp, path)
-
-
 def _add_manifest(folder: Path, meta: dict) -> None:
     """Adds meta.json, then the manifest of every file (the mark of a complete checkpoint)."""
-    _write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
+    write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
     files = _files(folder)
     manifest = {rel: {"sha256": file_sha256(folder / rel), "bytes": (folder / rel).stat().st_size} for rel in files}
     for rel in files:
         _fsync(folder / rel)
-    _write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
+    write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
     _fsync(folder)
 
 
@@ -199,27 +188,20 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"checkpoint: {path} is damaged or unreadable ({type(e).__name__}: {e})") from None
 
 
-def _entry(folder: Path, rel: str, manifest: Path) -> Path:
-    """The file a manifest entry names, refusing names that could leave the checkpoint folder."""
-    parts = rel.split("/")
-    if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which is not a file path inside the "
-                              f"checkpoint folder (absolute, empty or with '..')")
-    f = folder / rel
-    if not os.path.realpath(f).startswith(os.path.realpath(folder) + os.sep):
-        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which leads out of the checkpoint folder "
-                              f"(a symbolic link)")
-    return f
-
-
 def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
-    """The manifest's entries after checking its form, its names and that it covers
-    meta.json and every file under arrays/."""
+    """The manifest's entries after checking its form, its names (none may lead out of the
+    checkpoint folder) and that it covers meta.json and every file under arrays/."""
     if not isinstance(manifest, dict) or not manifest:
         raise CheckpointError(f"checkpoint: {path} is damaged (expected a JSON object with one entry per file, "
                               f"got {type(manifest).__name__} {str(manifest)[:80]})")
+    inside = os.path.realpath(folder) + os.sep
     for rel, want in manifest.items():
-        _entry(folder, rel, path)
+        if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):
+            raise CheckpointError(f"checkpoint: {path} lists {rel!r}, which is not a file path inside the "
+                                  f"checkpoint folder (absolute, empty or with '..')")
+        if not os.path.realpath(folder / rel).startswith(inside):
+            raise CheckpointError(f"checkpoint: {path} lists {rel!r}, which leads out of the checkpoint folder "
+                                  f"(a symbolic link)")
         if not (isinstance(want, dict) and isinstance(want.get("sha256"), str) and _is_count(want.get("bytes"))):
             raise CheckpointError(f"checkpoint: {path} is damaged (entry {rel!r}: expected "
                                   f'{{"sha256": "...", "bytes": N}}, got {str(want)[:80]})')
@@ -461,27 +443,24 @@ class Checkpointer:
         self.open()
         self._implicit = implicit
         try:
-            return self._save(state, int(np.max(state.epoch)) if epoch is None else epoch, best_variables, log, score)
+            epoch = int(np.max(state.epoch)) if epoch is None else epoch
+            arrays = {"state": to_plain(state)}
+            if best_variables is not None:
+                arrays["best"] = to_plain(best_variables)
+            val_error, val_loss = score if score is not None else (None, None)
+            meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
+                    "val_error": val_error, "val_loss": val_loss, "log": log or {}, "config": self.config}
+            validated = _is_number(val_error) and _is_number(val_loss)
+            rank = [val_error, val_loss, epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
+            with critical():
+                if self._pool is None:
+                    self._commit(epoch, arrays, meta, rank)
+                else:
+                    self._pending = self._pool.submit(self._commit, epoch, arrays, meta, rank)
+            return self.path(epoch)
         finally:
             if self._implicit and self._pending is None:
                 self._release()
-
-    def _save(self, state, epoch: int, best_variables, log: dict | None, score) -> Path:
-        log = log or {}
-        arrays = {"state": to_plain(state)}
-        if best_variables is not None:
-            arrays["best"] = to_plain(best_variables)
-        val_error, val_loss = score if score is not None else (None, None)
-        meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
-                "val_error": val_error, "val_loss": val_loss, "log": log, "config": self.config}
-        validated = _is_number(meta["val_error"]) and _is_number(meta["val_loss"])
-        rank = [meta["val_error"], meta["val_loss"], epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
-        with critical():
-            if self._pool is None:
-                self._commit(epoch, arrays, meta, rank)
-            else:
-                self._pending = self._pool.submit(self._commit, epoch, arrays, meta, rank)
-        return self.path(epoch)
 
     def _commit(self, epoch: int, arrays: dict, meta: dict, rank: list) -> None:
         """Writes the checkpoint of `epoch` whole (Orbax's save, then meta.json and the manifest)."""
@@ -515,10 +494,8 @@ class Checkpointer:
         if final.is_dir() and not (final / "manifest.json").is_file():
             shutil.rmtree(final, ignore_errors=True)
         if self._manager is not None:
-            try:
+            with contextlib.suppress(Exception):  # the manager is broken already; a fresh one starts at the next save
                 self._manager.close()
-            except Exception:  # the manager is broken already; a fresh one starts at the next save
-                pass
             self._manager = None
         latest = self.latest()
         raise CheckpointError(
@@ -536,35 +513,32 @@ class Checkpointer:
             if self._implicit:
                 self._release()
 
-    def _warn(self, path: Path, error: CheckpointError) -> None:
-        if path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(f"checkpoint: skipping {path}, which is damaged ({error}); using the newest valid "
-                          f"checkpoint before it", CheckpointWarning, stacklevel=3)
+    def _newest(self, read) -> tuple[Path | None, Any]:
+        """(path, read(path)) of the newest checkpoint `read` accepts, (None, None) without one; newer
+        damaged ones are skipped with a CheckpointWarning (once per checkpoint)."""
+        for path in map(self.path, reversed(self.epochs())):
+            try:
+                return path, read(path)
+            except CheckpointError as error:
+                if path not in self._warned:
+                    self._warned.add(path)
+                    warnings.warn(f"checkpoint: skipping {path}, which is damaged ({error}); using the newest valid "
+                                  f"checkpoint before it", CheckpointWarning, stacklevel=3)
+        return None, None
 
     def latest_valid(self) -> Path | None:
         """The newest checkpoint whose files verify; newer damaged ones are skipped with a CheckpointWarning."""
-        for e in reversed(self.epochs()):
-            try:
-                verify(self.path(e))
-                return self.path(e)
-            except CheckpointError as err:
-                self._warn(self.path(e), err)
-        return None
+        return self._newest(verify)[0]
 
     def restore(self, template, path: str | os.PathLike | None = None) -> Checkpoint:
         """The checkpoint at `path`, or else the newest valid one, restored into the structure of
         `template`; a damaged newer checkpoint is skipped with a CheckpointWarning."""
         if path is not None:
             return read_checkpoint(path, template)
-        for e in reversed(self.epochs()):
-            try:
-                meta, plain = _read_verified(self.path(e))
-            except CheckpointError as err:
-                self._warn(self.path(e), err)
-                continue
-            return _restored(self.path(e), meta, plain, template)
-        raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
+        path, read = self._newest(_read_verified)
+        if path is None:
+            raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
+        return _restored(path, *read, template)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:

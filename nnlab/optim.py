@@ -55,11 +55,6 @@ def direction(name: str, momentum: float | jax.Array = 0.9) -> optax.GradientTra
     raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
 
 
-def _check_beta(beta) -> None:
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
-
-
 def gd(learning_rate: Schedule) -> optax.GradientTransformation:
     """Gradient descent theta <- theta - eta * dE/dtheta (full batch when fit's batch_size is None)."""
     return optax.sgd(learning_rate)
@@ -78,11 +73,9 @@ def momentum(learning_rate: Schedule, beta: float = 0.9, *, form: str = "lowpass
     form='nesterov': heavy ball with Nesterov's look-ahead.
     The low-pass form takes steps 1/(1 - beta) times smaller than heavy ball at the same eta.
     """
-    _check_beta(beta)
     if form not in ("lowpass", "heavy_ball", "nesterov"):
         raise ValueError(f"form: expected 'lowpass', 'heavy_ball' or 'nesterov', got {form!r}")
-    return optax.chain(direction("momentum" if form == "lowpass" else form, beta),
-                       optax.scale_by_learning_rate(learning_rate))
+    return make_optimizer("momentum" if form == "lowpass" else form, learning_rate, beta=beta)
 
 
 def adam(learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
@@ -121,8 +114,8 @@ def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps:
 
 def make_optimizer(name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0) -> optax.GradientTransformation:
     """The optimizer called `name` (one of OPTIMIZERS); `weight_decay` is used by 'adamw' only."""
-    if name in ("momentum", "heavy_ball", "nesterov"):
-        _check_beta(beta)
+    if name in ("momentum", "heavy_ball", "nesterov") and not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
     parts = [direction(name, beta)]
     if name == "adamw":
         parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))

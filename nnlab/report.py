@@ -7,7 +7,7 @@ import json
 import math
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,15 +53,10 @@ def environment() -> dict[str, str]:
     import optax
 
     dev = jax.devices()[0]
-    return {
-        "device": f"cpu ({_cpu_name()})" if dev.platform == "cpu" else f"{dev.platform} ({dev.device_kind})",
-        "backend": jax.default_backend(),
-        "jax_version": jax.__version__,
-        "flax_version": flax.__version__,
-        "optax_version": optax.__version__,
-        "python_version": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-    }
+    return {"device": f"cpu ({_cpu_name()})" if dev.platform == "cpu" else f"{dev.platform} ({dev.device_kind})",
+            "backend": jax.default_backend(), "jax_version": jax.__version__, "flax_version": flax.__version__,
+            "optax_version": optax.__version__, "python_version": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus"}
 
 
 def to_json_data(value: Any) -> Any:
@@ -79,23 +74,26 @@ def to_json_data(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, results: dict) -> None:
-    """Writes `results` as indented, strict JSON (non-finite numbers as null); atomically
-    (temp file + rename) so a crash never leaves half a file."""
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `path` whole or not at all: a sibling temporary file (created with the umask's
+    permissions), fsync, then a rename, so a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_json_data(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a results file is as readable as any other
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike, results: dict) -> None:
+    """Writes `results` as indented, strict JSON (non-finite numbers as null), atomically (`write_text`)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(to_json_data(results), indent=2, allow_nan=False) + "\n")
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:

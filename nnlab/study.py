@@ -48,15 +48,11 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
               "label_disagreement": float(np.mean(p[a] != p[b]))}
              for a in range(p.shape[0]) for b in range(a + 1, p.shape[0])]
     rates = errors / t.shape[0]
-    study = {
-        "n_test": int(t.shape[0]),
-        "seed_test_error": rates.tolist(),
-        "seed_errors": errors.tolist(),
-        "test_error_mean": float(rates.mean()), "test_error_std": float(rates.std(ddof=1)) if len(rates) > 1 else 0.0,
-        "test_error_min": float(rates.min()), "test_error_max": float(rates.max()),
-        "pairwise_disagreement": pairs,
-        "wrong_by_exactly_k": np.bincount(wrong.sum(axis=0), minlength=p.shape[0] + 1).tolist(),
-    }
+    std = float(rates.std(ddof=1)) if len(rates) > 1 else 0.0
+    study = {"n_test": int(t.shape[0]), "seed_test_error": rates.tolist(), "seed_errors": errors.tolist(),
+             "test_error_mean": float(rates.mean()), "test_error_std": std,
+             "test_error_min": float(rates.min()), "test_error_max": float(rates.max()), "pairwise_disagreement": pairs,
+             "wrong_by_exactly_k": np.bincount(wrong.sum(axis=0), minlength=p.shape[0] + 1).tolist()}
     if ensemble_predictions is not None:
         e = np.asarray(ensemble_predictions)
         if e.shape != t.shape:

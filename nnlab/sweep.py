@@ -45,18 +45,14 @@ def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive number of settings, got {n!r}")
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint64))
-    settings = []
-    for _ in range(n):
-        s = {}
-        for name, values in space.items():
-            if isinstance(values, tuple):
-                lo, hi = values
-                s[name] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))) if name in _LOG_UNIFORM
-                                else rng.uniform(lo, hi))
-            else:
-                s[name] = values[int(rng.integers(len(values)))]
-        settings.append(s)
-    return settings
+
+    def draw(name: str, values):
+        if not isinstance(values, tuple):  # a list of choices
+            return values[int(rng.integers(len(values)))]
+        lo, hi = values
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))) if name in _LOG_UNIFORM else rng.uniform(lo, hi))
+
+    return [{name: draw(name, values) for name, values in space.items()} for _ in range(n)]
 
 
 def _check_space(space: dict, *, ranges: bool) -> None:
@@ -102,9 +98,8 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
         for m, i in enumerate(idx):
             best = r.histories[m][r.best_epochs[m] - 1] if r.best_epochs[m] else {"val_error": None}
             rows[i] = {**settings[i], "val_error": best["val_error"], "best_epoch": r.best_epochs[m],
-                       "diverged": r.diverged[m],
-                       "epochs_run": r.epochs_run[m], "program": program, "members": len(idx),
-                       "train_seconds": r.train_seconds}
+                       "diverged": r.diverged[m], "epochs_run": r.epochs_run[m], "program": program,
+                       "members": len(idx), "train_seconds": r.train_seconds}
             if test:
                 rows[i]["test_error"] = float(np.mean(test_labels[m] != splits.test.y))
     return rows
@@ -143,11 +138,6 @@ def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3
     rows = _train_settings(base, [settings[i] for i in keep], splits, max_members=max_members, progress=progress,
                            test=True)
     rows.sort(key=lambda r: math.inf if r["val_error"] is None else r["val_error"])
-    return {
-        "best": rows[0],
-        "rows": rows,
-        "pilot": [dict(r, learned=i in keep) for i, r in enumerate(pilot_rows)],
-        "programs": len(_programs(base, [settings[i] for i in keep])),
-        **environment(),
-        "base_config": base.to_dict(),
-    }
+    return {"best": rows[0], "rows": rows, "pilot": [dict(r, learned=i in keep) for i, r in enumerate(pilot_rows)],
+            "programs": len(_programs(base, [settings[i] for i in keep])), **environment(),
+            "base_config": base.to_dict()}

@@ -26,12 +26,6 @@ from ._published import PUBLISHED
 from ._tfds import load_tfds
 
 
-def _images(a: np.ndarray, path: Path) -> np.ndarray:
-    if a.ndim != 3:
-        raise ValueError(f"{path}: expected images of shape [n, height, width], got shape {a.shape}")
-    return (a.astype(np.float32) / np.float32(255.0))[..., None]
-
-
 def _labels(y: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
     """`y` as int32 class labels, refusing non-integer values (a float 3.7 is not label 3)."""
     if y.ndim != 1:
@@ -45,11 +39,15 @@ def _labels(y: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _pair(x: np.ndarray, y: np.ndarray, px: Path, py: Path, name: str) -> Dataset:
-    labels = _labels(y, py, 10)
+def _split(px: Path, py: Path, name: str) -> Dataset:
+    """The images of `px` (x: [n, h, w, 1] float32 in [0, 1]) with the labels of `py`."""
+    x = read_idx(px)
+    if x.ndim != 3:
+        raise ValueError(f"{px}: expected images of shape [n, height, width], got shape {x.shape}")
+    labels = _labels(read_idx(py), py, 10)
     if x.shape[0] != labels.shape[0]:
         raise ValueError(f"{px} holds {x.shape[0]} images but {py} holds {labels.shape[0]} labels; they must agree")
-    return Dataset(x, labels, 10, name)
+    return Dataset((x.astype(np.float32) / np.float32(255.0))[..., None], labels, 10, name)
 
 
 def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bool = True) -> tuple[Dataset, Dataset]:
@@ -66,22 +64,13 @@ def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bo
         raise DataNotFoundError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
     if verify:
         verify_checksums(folder, list(paths.values()), read_manifest(folder))
-    arrays = {k: read_idx(p) for k, p in paths.items()}
-    train = _pair(_images(arrays["train_x"], paths["train_x"]), arrays["train_y"], paths["train_x"], paths["train_y"],
-                  f"{name}-train")
-    test = _pair(_images(arrays["test_x"], paths["test_x"]), arrays["test_y"], paths["test_x"], paths["test_y"],
-                 f"{name}-test")
-    return train, test
-
-
-def _check_name(name: str) -> None:
-    if name not in PUBLISHED:
-        raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
+    return tuple(_split(paths[f"{s}_x"], paths[f"{s}_y"], f"{name}-{s}") for s in ("train", "test"))
 
 
 def find(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
     """The first folder that holds the four IDX files of `name` (see the module's search order), or None."""
-    _check_name(name)
+    if name not in PUBLISHED:
+        raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
     return next((folder for folder in search_folders(name, data_dir) if holds_set(folder)), None)
 
 

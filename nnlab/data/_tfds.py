@@ -16,14 +16,6 @@ from ._dataset import Dataset
 from ._places import DataNotFoundError
 
 
-def _tfds():
-    try:
-        import tensorflow_datasets as tfds  # the optional extra nnlab[tfds]
-    except ImportError:
-        raise ModuleNotFoundError("source='tfds' needs tensorflow-datasets: pip install 'nnlab[tfds]'") from None
-    return tfds
-
-
 def _keys(tfds, name: str, info) -> tuple[str, str, int]:
     """(image feature, label feature, number of classes) of an image-classification set."""
     image_key, label_key = info.supervised_keys or ("image", "label")
@@ -46,7 +38,10 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | os.PathLike | 
     [0, num_classes); `split` takes tfds's syntax ('train', 'test[:10%]', ...). Raises
     `DataNotFoundError` when the set is not prepared in `data_dir` (tfds's default when None).
     """
-    tfds = _tfds()
+    try:
+        import tensorflow_datasets as tfds  # the optional extra nnlab[tfds]
+    except ImportError:
+        raise ModuleNotFoundError("source='tfds' needs tensorflow-datasets: pip install 'nnlab[tfds]'") from None
     tfds_name = name.replace("-", "_")
     try:
         builder = tfds.builder(tfds_name, data_dir=data_dir, try_gcs=False)

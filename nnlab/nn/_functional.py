@@ -22,9 +22,7 @@ PRELU_INIT = 0.25
 
 def init_scale(fan_in: int, fan_out: int, activation: str) -> float:
     """Standard deviation of the initial weights: He for (P)ReLU, Glorot otherwise."""
-    if activation in ("relu", "prelu"):
-        return math.sqrt(2.0 / fan_in)
-    return math.sqrt(2.0 / (fan_in + fan_out))
+    return math.sqrt(2.0 / (fan_in if activation in ("relu", "prelu") else fan_in + fan_out))
 
 
 def dense_init(key: jax.Array, n_in: int, n_out: int, *, activation: str = "identity") -> dict:

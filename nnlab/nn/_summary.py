@@ -52,12 +52,11 @@ def _macs(module: nn.Module, x: jax.Array, y: jax.Array, kernel_shape: tuple[int
     """Multiply-accumulates of one sample through `module` (x, y: batched input and output)."""
     if kernel_shape is None:
         return 0
-    if isinstance(module, nn.Conv):  # kernel [k, k, L0 / groups, L1]: k^2 * r * c * L0 * L1 / groups
+    # Conv: kernel [k, k, L0 / groups, L1], k^2 * r * c * L0 * L1 / groups; Dense: n * m per position
+    if isinstance(module, (nn.Conv, nn.Dense)):
         return math.prod(kernel_shape) * math.prod(y.shape[1:-1])
     if isinstance(module, nn.ConvTranspose):  # every input pixel spreads over k x k outputs
         return math.prod(kernel_shape) * math.prod(x.shape[1:-1])
-    if isinstance(module, nn.Dense):
-        return math.prod(kernel_shape) * math.prod(y.shape[1:-1])
     return 0
 
 

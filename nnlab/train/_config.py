@@ -59,24 +59,19 @@ class TrainConfig:
         check_positive(self.epochs, name="epochs", integer=True)
         if self.batch_size is not None:
             check_positive(self.batch_size, name="batch_size", integer=True)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {self.loss!r}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("loss", sorted(LOSSES)), ("engine", ENGINES),
+                              ("compute_dtype", COMPUTE_DTYPES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
         check_positive(self.learning_rate, name="learning_rate")
         if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum: expected a momentum in [0, 1), got {self.momentum!r}")
-        check_non_negative(self.weight_decay, name="weight_decay")
-        check_non_negative(self.l1, name="l1")
-        check_non_negative(self.warmup_epochs, name="warmup_epochs")
+        for name in ("weight_decay", "l1", "warmup_epochs"):
+            check_non_negative(getattr(self, name), name=name)
         if self.patience is not None:
             check_positive(self.patience, name="patience", integer=True)
         check_positive(self.eval_batch_size, name="eval_batch_size", integer=True)
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine: expected one of {list(ENGINES)}, got {self.engine!r}")
         check_positive(self.unroll, name="unroll", integer=True)
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype: expected one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
             raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
         check_positive(self.member_shards, name="member_shards", integer=True)

@@ -74,5 +74,4 @@ def set_hparams(opt_state, hparams: dict[str, np.ndarray]):
     if not hasattr(opt_state, "hyperparams"):
         raise ValueError("hparams: expected the optimizer of the config (make_tx), got a custom tx without "
                          "per-member hyperparameters")
-    return opt_state._replace(hyperparams={**opt_state.hyperparams,
-                                           **{k: jnp.asarray(v) for k, v in hparams.items()}})
+    return opt_state._replace(hyperparams={**opt_state.hyperparams, **{k: jnp.asarray(v) for k, v in hparams.items()}})
