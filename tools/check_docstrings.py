@@ -21,8 +21,18 @@ import griffe
 
 PACKAGE = "nnlab"
 MODULES = (
-    "nnlab", "nnlab.nn", "nnlab.train", "nnlab.data", "nnlab.optim", "nnlab.losses", "nnlab.study",
-    "nnlab.sweep", "nnlab.checkpoint", "nnlab.evaluation", "nnlab.report", "nnlab.configs",
+    "nnlab",
+    "nnlab.nn",
+    "nnlab.train",
+    "nnlab.data",
+    "nnlab.optim",
+    "nnlab.losses",
+    "nnlab.study",
+    "nnlab.sweep",
+    "nnlab.checkpoint",
+    "nnlab.evaluation",
+    "nnlab.report",
+    "nnlab.configs",
 )
 
 
