@@ -44,7 +44,7 @@ def _target(obj: griffe.Object | griffe.Alias) -> griffe.Object | None:
         return None
 
 
-def _lacks_doc(obj: griffe.Object) -> bool:
+def _lacks_doc(obj: griffe.Object | griffe.Alias) -> bool:
     return obj.docstring is None or not obj.docstring.value.strip()
 
 
@@ -77,7 +77,7 @@ def undocumented(pkg: griffe.Module) -> list[str]:
     return lacking
 
 
-def _is_property(obj: griffe.Object) -> bool:
+def _is_property(obj: griffe.Object | griffe.Alias) -> bool:
     return "property" in getattr(obj, "labels", set())
 
 
@@ -93,6 +93,8 @@ class PublicDocstrings(griffe.Extension):
 
 def main() -> int:
     pkg = griffe.load(PACKAGE, search_paths=["."], resolve_aliases=True)
+    if not isinstance(pkg, griffe.Module):
+        raise TypeError(f"griffe.load({PACKAGE!r}): expected a module, got {type(pkg).__name__}")
     lacking = undocumented(pkg)
     for name in lacking:
         print(name)
