@@ -50,7 +50,8 @@ from .data import Normalization
 from .nn import Model, get_model, with_normalization
 from .report import file_sha256, params_sha256, write_text
 
-FORMAT = "nnlab-checkpoint-2"  # 2: every array has a leading member axis [S, ...]
+FORMAT = "nnlab-checkpoint-2"
+"""The checkpoint format written (2: every array has a leading member axis [S, ...]); older formats are refused."""
 _PREFIX = "epoch_"
 _STEP = re.compile(r"epoch_(\d+)")
 _LOCK = ".nnlab-lock"
@@ -410,6 +411,7 @@ class Checkpointer:
         return sorted(int(m.group(1)) for m, p in found if m and (p / "manifest.json").is_file())
 
     def path(self, epoch: int) -> Path:
+        """The folder of the checkpoint of `epoch` (whether or not it exists)."""
         return self.directory / f"{_PREFIX}{epoch:06d}"
 
     def latest(self) -> Path | None:

@@ -32,10 +32,12 @@ class Evaluation(NamedTuple):
 
     @property
     def error_rate(self) -> float:
+        """errors / n: the fraction of misclassified samples."""
         return self.errors / self.n
 
     @property
     def accuracy(self) -> float:
+        """1 - error_rate."""
         return 1.0 - self.error_rate
 
 

@@ -68,12 +68,12 @@ def softmax_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndar
     return jnp.mean(softmax_cross_entropy_per_sample(logits, targets))
 
 
-# name -> (per-sample loss, threshold that turns a single output into class 1)
 LOSSES: dict[str, tuple[Callable, float]] = {
     "softmax_cross_entropy": (softmax_cross_entropy_per_sample, 0.0),
     "sigmoid_cross_entropy": (sigmoid_cross_entropy_per_sample, 0.0),
     "squared_error": (squared_error_per_sample, 0.5),
 }
+"""Loss name -> (per-sample loss, threshold that turns a single output into class 1)."""
 
 
 def get_loss(name: str) -> tuple[Callable, float]:

@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import optax
 
 Schedule = float | optax.Schedule
+"""A learning rate: a constant or an Optax schedule step -> value."""
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "heavy_ball", "nesterov", "adam", "adamw")
+"""Names accepted by `direction`, `make_optimizer` and `TrainConfig.optimizer`."""
 
 
 def decay_mask(params, *, include_biases: bool = False):

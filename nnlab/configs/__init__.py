@@ -12,6 +12,7 @@ CONFIGS: dict[str, Callable[[], RunConfig]] = {
     "flax-cnn": flax_cnn.get_config,
     "mnist-cnn": mnist_cnn.get_config,
 }
+"""Named run configs: name -> a function returning its RunConfig (`nnlab train NAME`)."""
 
 
 def get_config(name: str) -> RunConfig:

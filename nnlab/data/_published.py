@@ -63,3 +63,4 @@ PUBLISHED = {
         ),
     ),
 }
+"""Published data sets nnlab can download: name -> files, SHA-256 sums and mirrors."""

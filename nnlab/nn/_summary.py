@@ -42,6 +42,7 @@ class Summary(NamedTuple):
     macs: int
 
     def table(self) -> str:
+        """The per-layer table (layer, type, output shape, parameters, MACs) with totals, as text."""
         rows = [{"layer": c.name, "type": c.kind, "output": "x".join(map(str, c.output_shape)),
                  "params": f"{c.params:,}", "MACs": f"{c.macs:,}"} for c in self.layers]
         rows.append({"layer": "total", "type": "", "output": "", "params": f"{self.params:,}", "MACs": f"{self.macs:,}"})

@@ -10,7 +10,9 @@ from ..losses import LOSSES
 from ..optim import OPTIMIZERS
 
 ENGINES = ("auto", "step", "unroll", "scan")
+"""Loop strategies of `TrainConfig.engine` (see README: the training engine)."""
 COMPUTE_DTYPES = ("float32", "bfloat16")
+"""Values of `TrainConfig.compute_dtype`: the dtype of the training step's parameters and inputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,4 +79,5 @@ class TrainConfig:
         check_positive(self.member_shards, name="member_shards", integer=True)
 
     def replace(self, **changes) -> "TrainConfig":
+        """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)

@@ -19,6 +19,7 @@ from ._config import TrainConfig
 
 # hyperparameters a member may have of its own
 MEMBER_HPARAMS = ("learning_rate", "weight_decay", "momentum")
+"""Hyperparameters a member of `fit_many` may have of its own (`hparams=`)."""
 
 
 def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
