@@ -21,8 +21,8 @@ from .losses import (
     l1_penalty, l2_penalty, sigmoid_cross_entropy, softmax_cross_entropy, squared_error,
 )
 from .nn import (
-    MLP, LayerCost, Model, Summary, from_linen, get_model, mlp, mlp_apply, mlp_init, summary,
-    with_normalization,
+    MLP, LayerCost, Model, Summary, from_equinox, from_linen, from_nnx, get_model, mlp, mlp_apply, mlp_init,
+    summary, to_equinox, to_nnx, with_normalization,
 )
 from .optim import adam, adamw, freeze, gd, make_optimizer, momentum, schedule, sgd
 from .report import count_params, environment, format_table, params_sha256, write_json
@@ -47,6 +47,8 @@ __all__ = [
     # checkpoints
     "Checkpoint", "CheckpointError", "Checkpointer", "LoadedModel", "checkpoint", "evaluate_checkpoint",
     "load_model", "read_checkpoint",
+    # models from Flax NNX and Equinox
+    "from_equinox", "from_nnx", "to_equinox", "to_nnx",
     # seeds and sweeps
     "FitManyResult", "ensemble_outputs", "fit_many", "grid", "init_many", "predict_many", "random_search",
     "run_seeds", "seed_study", "seeds", "sweep",

@@ -1,0 +1,241 @@
+"""Flax NNX models in nnlab: the same outputs as their own call, `fit` equal to an NNX training
+loop, S members equal to S runs, checkpoint and resume, and the way back to the user's module."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from fit_schedule import fit_schedule
+from flax import nnx
+
+import nnlab
+
+
+class MLP(nnx.Module):
+    """x: [batch, 6] -> dense 16, batch norm, relu, dropout 0.3 -> dense 3."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(6, 16, rngs=rngs)
+        self.norm = nnx.BatchNorm(16, rngs=rngs)
+        self.dropout = nnx.Dropout(0.3, rngs=rngs)
+        self.out = nnx.Linear(16, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.dropout(nnx.relu(self.norm(self.hidden(x)))))
+
+
+class CNN(nnx.Module):
+    """x: [batch, 8, 8, 1] -> 3x3 conv 4, batch norm, relu, 2x2 max pool, dropout 0.3, dense 3."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(1, 4, kernel_size=(3, 3), rngs=rngs)
+        self.norm = nnx.BatchNorm(4, rngs=rngs)
+        self.dropout = nnx.Dropout(0.3, rngs=rngs)
+        self.out = nnx.Linear(4 * 4 * 4, 3, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.max_pool(nnx.relu(self.norm(self.conv(x))), window_shape=(2, 2), strides=(2, 2))
+        return self.out(self.dropout(x.reshape(x.shape[0], -1)))
+
+
+MODULES = {"mlp": (MLP, (6,)), "cnn": (CNN, (8, 8, 1))}
+CONFIG = nnlab.TrainConfig(epochs=2, batch_size=16, optimizer="heavy_ball", learning_rate=0.05, momentum=0.9,
+                           engine="step")
+
+
+def factory(name):
+    cls = MODULES[name][0]
+    return lambda rngs: cls(rngs=rngs)
+
+
+def model_of(name) -> nnlab.Model:
+    return nnlab.from_nnx(factory(name), input_shape=MODULES[name][1])
+
+
+def dataset(name, n, seed) -> nnlab.Dataset:
+    """n samples of the model's input shape, labelled by a fixed random linear map (learnable)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *MODULES[name][1])).astype(np.float32)
+    w = rng.normal(size=(x[0].size, 3))
+    return nnlab.make_dataset(x, np.argmax(x.reshape(n, -1) @ w, axis=1), num_classes=3)
+
+
+def pure(module, kind) -> dict:
+    return nnx.to_pure_dict(nnx.state(module, kind))
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol), a, b)
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_init_is_the_factory_with_the_documented_rngs_and_apply_is_the_modules_own_call(name):
+    model = model_of(name)
+    x = jnp.asarray(dataset(name, 10, seed=1).x)
+    variables = model.init(jax.random.key(0), x[:1])
+    assert sorted(variables) == ["batch_stats", "params"]
+    k_params, k_dropout = jax.random.split(jax.random.key(0))
+    own = factory(name)(nnx.Rngs(params=k_params, dropout=k_dropout))
+    jax.tree.map(np.testing.assert_array_equal, variables["params"], pure(own, nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, variables["batch_stats"], pure(own, nnx.BatchStat))
+
+    apply = jax.jit(model.apply, static_argnames="train")
+    call = nnx.jit(lambda module, x: module(x))
+    own.train()
+    nnx.reseed(own, dropout=jax.random.key(7))
+    outputs, updates = apply(variables, x, train=True, key=jax.random.key(7))
+    assert_trees_close(outputs, call(own, x))
+    assert sorted(updates) == ["batch_stats"]
+    assert_trees_close(updates["batch_stats"], pure(own, nnx.BatchStat))
+    assert not np.allclose(updates["batch_stats"]["norm"]["mean"], variables["batch_stats"]["norm"]["mean"])
+
+    own.eval()
+    trained = {**variables, **updates}
+    outputs, updates = apply(trained, x, train=False)
+    assert updates == {}
+    assert_trees_close(outputs, call(own, x))
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+def test_dropout_follows_the_key_and_evaluation_draws_nothing(name):
+    model = model_of(name)
+    x = jnp.asarray(dataset(name, 10, seed=1).x)
+    variables = model.init(jax.random.key(0), x[:1])
+    apply = jax.jit(lambda v, x, k, train: model.apply(v, x, train=train, key=k)[0], static_argnums=3)
+    a, again, b = (apply(variables, x, jax.random.key(k), True) for k in (3, 3, 4))
+    np.testing.assert_array_equal(a, again)  # one program, run twice
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(apply(variables, x, jax.random.key(3), False), apply(variables, x, jax.random.key(4), False))
+
+
+def nnx_training_loop(name, train: nnlab.Dataset, seed: int):
+    """The NNX way: a module, nnx.Optimizer, nnx.value_and_grad inside nnx.jit; fit's data order and keys."""
+    k_init, steps = fit_schedule(seed, train.n, CONFIG.batch_size, CONFIG.epochs)
+    k_params, k_dropout = jax.random.split(k_init)
+    module = factory(name)(nnx.Rngs(params=k_params, dropout=k_dropout))
+    optimizer = nnx.Optimizer(module, optax.sgd(CONFIG.learning_rate, momentum=CONFIG.momentum), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(module, optimizer, x, y, key):
+        nnx.reseed(module, dropout=key)
+
+        def loss_fn(module):
+            return optax.softmax_cross_entropy_with_integer_labels(module(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(module)
+        optimizer.update(module, grads)
+        return loss
+
+    initial = jax.tree.map(np.array, pure(module, nnx.Param))
+    module.train()
+    losses = [float(train_step(module, optimizer, train.x[idx], train.y[idx], key)) for idx, key in steps]
+    return module, losses, initial
+
+
+@pytest.mark.optax_promotion
+@pytest.mark.parametrize("name", list(MODULES))
+def test_fit_equals_a_hand_written_nnx_training_loop(name):
+    train = dataset(name, 48, seed=2)
+    result = nnlab.fit(model_of(name), train, key=5, config=CONFIG, progress=False)
+    module, losses, initial = nnx_training_loop(name, train, seed=5)
+    assert_trees_close(result.variables["params"], pure(module, nnx.Param))
+    assert_trees_close(result.variables["batch_stats"], pure(module, nnx.BatchStat))
+    per_epoch = np.reshape(losses, (CONFIG.epochs, -1)).mean(axis=1)
+    np.testing.assert_allclose([h["train_loss"] for h in result.history], per_epoch, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(result.variables["params"]["out"]["kernel"], initial["out"]["kernel"], atol=1e-3)
+
+
+@pytest.mark.optax_promotion
+def test_three_members_equal_three_separate_fits():
+    train, val = dataset("cnn", 48, seed=2), dataset("cnn", 20, seed=3)
+    model = model_of("cnn")
+    config = CONFIG.replace(engine="auto")
+    many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
+    for i in range(3):
+        single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
+        assert_trees_close(jax.tree.map(lambda a: a[i], many.variables), single.variables, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose([h["train_loss"] for h in many.histories[i]],
+                                   [h["train_loss"] for h in single.history], rtol=1e-5, atol=1e-6)
+        assert many.best_epochs[i] == single.best_epoch
+    means = np.asarray(many.state.model_state["batch_stats"]["norm"]["mean"])  # [3, 4]: each member its own
+    assert not np.allclose(means[0], means[1]) and not np.allclose(means[1], means[2])
+
+
+@pytest.mark.optax_promotion
+def test_checkpoint_and_resume_end_like_the_uninterrupted_run(tmp_path):
+    train, val = dataset("mlp", 48, seed=2), dataset("mlp", 20, seed=3)
+    model, config = model_of("mlp"), CONFIG.replace(epochs=3)
+    whole = nnlab.fit(model, train, key=4, config=config, val=val, progress=False,
+                      checkpointer=nnlab.Checkpointer(tmp_path / "whole"))
+    part = nnlab.Checkpointer(tmp_path / "part")
+    nnlab.fit(model, train, key=4, config=config.replace(epochs=2), val=val, progress=False, checkpointer=part)
+    resumed = nnlab.fit(model, train, key=4, config=config, val=val, progress=False, checkpointer=part, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.variables, whole.state.variables)
+    jax.tree.map(np.testing.assert_array_equal, resumed.variables, whole.variables)
+    restored = part.restore(whole.state)
+    jax.tree.map(np.testing.assert_array_equal, restored.state.variables, whole.state.variables)
+    module = nnlab.to_nnx(factory("mlp"), restored.best_variables)
+    module.eval()
+    assert_trees_close(module(jnp.asarray(val.x)), model.apply(whole.variables, jnp.asarray(val.x), train=False)[0])
+
+
+@pytest.mark.optax_promotion
+@pytest.mark.parametrize("name", list(MODULES))
+def test_a_trained_model_goes_back_to_the_users_module_type(name):
+    train = dataset(name, 48, seed=2)
+    model = model_of(name)
+    result = nnlab.fit(model, train, key=1, config=CONFIG, progress=False)
+    module = nnlab.to_nnx(factory(name), result.variables)
+    assert type(module) is MODULES[name][0]
+    jax.tree.map(np.testing.assert_array_equal, pure(module, nnx.Param), result.variables["params"])
+    jax.tree.map(np.testing.assert_array_equal, pure(module, nnx.BatchStat), result.variables["batch_stats"])
+    module.eval()
+    x = jnp.asarray(train.x)
+    assert_trees_close(module(x), model.apply(result.variables, x, train=False)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(TypeError, match="module_factory: expected a function rngs -> nnx.Module"):
+        nnlab.from_nnx(lambda rngs: nnx.Linear(2, 3, rngs=rngs).kernel)
+    with pytest.raises(ValueError, match="rng_streams: expected stream names other than 'params'"):
+        nnlab.from_nnx(factory("mlp"), rng_streams=("params",))
+
+    class OwnSeed(nnx.Module):  # a stream seeded inside the module: nnlab would not drive it
+        def __init__(self, *, rngs):
+            self.out = nnx.Linear(2, 3, rngs=rngs)
+            self.noise = nnx.Rngs(noise=0).noise.fork()
+
+        def __call__(self, x):
+            return self.out(x + jax.random.normal(self.noise(), x.shape))
+
+    with pytest.raises(ValueError, match=r"module keeps \['noise'\]"):
+        nnlab.from_nnx(lambda rngs: OwnSeed(rngs=rngs))
+    model = nnlab.from_nnx(factory("mlp"), input_shape=(6,))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 6)))
+    with pytest.raises(ValueError, match="key: expected the step's PRNG key"):
+        model.apply(variables, jnp.zeros((2, 6)), train=True)
+    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), variables)
+    with pytest.raises(ValueError, match=r"variables\['params'\]: expected one model's variables"):
+        nnlab.to_nnx(factory("mlp"), stacked)
+
+
+def test_extra_streams_are_driven_by_split_keys():
+    class Noisy(nnx.Module):
+        def __init__(self, *, rngs):
+            self.out = nnx.Linear(2, 3, rngs=rngs)
+            self.noise = rngs.noise.fork()
+            self.dropout = nnx.Dropout(0.5, rngs=rngs)
+
+        def __call__(self, x):
+            return self.dropout(self.out(x + jax.random.normal(self.noise(), x.shape)))
+
+    model = nnlab.from_nnx(lambda rngs: Noisy(rngs=rngs), rng_streams=("dropout", "noise"))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 2)))
+    own = nnlab.to_nnx(lambda rngs: Noisy(rngs=rngs), variables, rng_streams=("dropout", "noise"))
+    k_dropout, k_noise = jax.random.split(jax.random.key(9))
+    nnx.reseed(own, dropout=k_dropout, noise=k_noise)
+    x = jnp.ones((4, 2))
+    assert_trees_close(model.apply(variables, x, train=True, key=jax.random.key(9))[0], own(x))
