@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from fit_schedule import fit_schedule
 from flax import nnx
+from own_loop import assert_trees_close, fit_schedule, labelled_data
 
 import nnlab
 
@@ -54,20 +54,11 @@ def model_of(name) -> nnlab.Model:
 
 
 def dataset(name, n, seed) -> nnlab.Dataset:
-    """n samples of the model's input shape, labelled by a fixed random linear map (learnable)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, *MODULES[name][1])).astype(np.float32)
-    w = rng.normal(size=(x[0].size, 3))
-    return nnlab.make_dataset(x, np.argmax(x.reshape(n, -1) @ w, axis=1), num_classes=3)
+    return labelled_data(MODULES[name][1], n, seed)
 
 
 def pure(module, kind) -> dict:
     return nnx.to_pure_dict(nnx.state(module, kind))
-
-
-def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol), a, b)
 
 
 @pytest.mark.parametrize("name", list(MODULES))
