@@ -230,3 +230,26 @@ def test_extra_streams_are_driven_by_split_keys():
     nnx.reseed(own, dropout=k_dropout, noise=k_noise)
     x = jnp.ones((4, 2))
     assert_trees_close(model.apply(variables, x, train=True, key=jax.random.key(9))[0], own(x))
+
+
+@pytest.mark.optax_promotion
+def test_a_module_with_a_list_of_layers_comes_back_from_a_checkpoint_read_without_a_template(tmp_path):
+    class Stack(nnx.Module):
+        def __init__(self, *, rngs):
+            self.layers = nnx.List([nnx.Linear(6, 6, rngs=rngs) for _ in range(2)])
+            self.out = nnx.Linear(6, 3, rngs=rngs)
+
+        def __call__(self, x):
+            for layer in self.layers:
+                x = nnx.tanh(layer(x))
+            return self.out(x)
+
+    make = lambda rngs: Stack(rngs=rngs)  # noqa: E731
+    model = nnlab.from_nnx(make, input_shape=(6,))
+    checkpointer = nnlab.Checkpointer(tmp_path)
+    result = nnlab.fit(model, dataset("mlp", 32, seed=2), key=0, config=CONFIG.replace(epochs=1), progress=False,
+                       checkpointer=checkpointer)
+    saved = nnlab.read_checkpoint(checkpointer.latest()).state  # nested dicts, list positions as '0', '1'
+    assert sorted(saved["params"]["layers"]) == ["0", "1"]
+    module = nnlab.to_nnx(make, {"params": saved["params"]})
+    jax.tree.map(np.testing.assert_array_equal, pure(module, nnx.Param), result.variables["params"])

@@ -182,6 +182,8 @@ def to_nnx(module_factory: Callable, variables: Variables, *, key: jax.Array | N
     nnx = _nnx()
     streams = tuple(rng_streams)
     graph = _graph(module_factory, streams)
+    if isinstance(variables, dict):  # digit keys of lists come back as strings from a checkpoint read without template
+        variables = {c: nnx.restore_int_paths(v) for c, v in variables.items()}
     _check_like(variables, graph.shapes, "variables")
     module = _merge(graph.as_built, graph, {c: jax.tree.map(jnp.asarray, variables[c]) for c in graph.shapes})
     if graph.tags - {"params"}:
