@@ -13,7 +13,8 @@ import numpy as np
 import nnlab
 
 
-def fit_schedule(seed: int, n: int, batch_size: int, epochs: int) -> tuple[jax.Array, list[tuple[np.ndarray, jax.Array]]]:
+def fit_schedule(seed: int, n: int, batch_size: int,
+                 epochs: int) -> tuple[jax.Array, list[tuple[np.ndarray, jax.Array]]]:
     """(init_key, steps) of `fit(key=seed)` on n samples: `model.init` gets init_key; step s of the
     run takes the samples `indices` [batch_size] and hands `step_key` to `model.apply`.
 

@@ -110,6 +110,13 @@ def _merge(graphdef, graph: _Graph, variables: Variables):
     return nnx.merge(graphdef, *[variables[c] for c in graph.shapes], _rng_values(graph))
 
 
+def _streams(rng_streams: Sequence[str]) -> tuple[str, ...]:
+    streams = () if isinstance(rng_streams, str) else tuple(rng_streams)
+    if not streams or not all(isinstance(s, str) for s in streams) or "params" in streams:
+        raise ValueError(f"rng_streams: expected a sequence of stream names other than 'params', got {rng_streams!r}")
+    return streams
+
+
 def _check_streams(graph: _Graph, streams: Sequence[str]) -> None:
     undriven = sorted(graph.tags - set(streams) - {"params"})
     if undriven:
@@ -131,9 +138,7 @@ def from_nnx(module_factory: Callable, *, input_shape: tuple[int, ...] | None = 
     `split(key, n)` in the order of `rng_streams`), and returns the new values of the non-params
     collections as updates. x is not used by init (NNX modules know their shapes).
     """
-    streams = tuple(rng_streams)
-    if not streams or not all(isinstance(s, str) for s in streams) or "params" in streams:
-        raise ValueError(f"rng_streams: expected stream names other than 'params', got {rng_streams!r}")
+    streams = _streams(rng_streams)
     graph = _graph(module_factory, streams)
     _check_streams(graph, streams)
 
@@ -180,7 +185,7 @@ def to_nnx(module_factory: Callable, variables: Variables, *, key: jax.Array | N
     Its RNG streams are seeded `nnx.reseed(module, dropout=key)` (key default: jax.random.key(0)).
     """
     nnx = _nnx()
-    streams = tuple(rng_streams)
+    streams = _streams(rng_streams)
     graph = _graph(module_factory, streams)
     if isinstance(variables, dict):  # digit keys of lists come back as strings from a checkpoint read without template
         variables = {c: nnx.restore_int_paths(v) for c, v in variables.items()}
