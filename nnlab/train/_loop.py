@@ -43,7 +43,7 @@ _COL = {name: i for i, name in enumerate(REPORT)}
 
 
 class FitResult(NamedTuple):
-    """What `fit` returns.
+    """What `fit` returns: member 0 of `fit_many`'s result, its member axis squeezed.
 
     variables: the variables to use (the best epoch's when validating)
     state: the final training state (resume from it)
@@ -67,11 +67,9 @@ class FitResult(NamedTuple):
 
 
 class FitManyResult(NamedTuple):
-    """What `fit_many` returns; `variables` and `state` have a leading member axis [S, ...].
+    """What `fit_many` returns: `FitResult`'s fields for each member, `variables` and `state` stacked
+    [S, ...]; a stopped member's history ends, and its state is frozen, where it stopped.
 
-    variables: each member's best epoch's variables (its final ones without validation)
-    state: the final stacked training state (a stopped member's state is frozen at its stop)
-    histories: one `fit`-style history per member (it ends where that member stopped)
     diverged: per member, the epoch whose loss or parameters turned non-finite (0: never);
       such a member stops there and keeps its best finite epoch
     chunks: how many programs the S members were split into (1: all at once)
@@ -173,9 +171,8 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
     eval_objective = model_objective(model, config.loss)
     layout = make_layout(config.devices, config.member_shards, members=S, batch_size=batch)
     members = None if layout is None else layout.members
-    example_x = jnp.asarray(x[:1])
     if state is None:
-        state = jax.jit(lambda k: init_members(model, tx, example_x, keys=k), out_shardings=members)(keys)
+        state = jax.jit(lambda k: init_members(model, tx, jnp.asarray(x[:1]), keys=k), out_shardings=members)(keys)
         if hparams is not None:
             state = state.replace(opt_state=set_hparams(state.opt_state, hparams))
     else:
