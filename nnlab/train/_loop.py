@@ -137,12 +137,11 @@ def _epoch_program(engine, eval_objective, *, n: int, batch: int, val, config: T
     validate = None if val is None else make_validator(make_eval_batch(eval_objective), scan=scan_validation)
     finish = functools.partial(end_epoch, n_val=0 if val is None else val[0].shape[0],
                                patience=config.patience if val is not None else None)
-    members = None if layout is None else layout.members
-    out_shardings = (members, members, None if layout is None else layout.replicated)
+    out_shardings = (layout.members, layout.members, layout.replicated)
 
     def order_for(state, epoch):
         order = order_of(state.rng["data"], epoch)
-        return order if layout is None else jax.lax.with_sharding_constraint(order, layout.order)
+        return order if layout.order is None else jax.lax.with_sharding_constraint(order, layout.order)
 
     def epoch_of(order_for, validate, finish):
         def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
@@ -170,7 +169,7 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
                            config.augmentation)
     eval_objective = model_objective(model, config.loss)
     layout = make_layout(config.devices, config.member_shards, members=S, batch_size=batch)
-    members = None if layout is None else layout.members
+    members = layout.members
     if state is None:
         state = jax.jit(lambda k: init_members(model, tx, jnp.asarray(x[:1]), keys=k), out_shardings=members)(keys)
         if hparams is not None:
@@ -195,14 +194,12 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
                             y_spec)[1] is not None
     convolution = step_has_convolution(step, one, x_spec, y_spec)
     engine_name = pick_engine(config.engine, jax.devices()[0].platform, convolution=convolution)
-    engine = make_engine(members_step(step, None if layout is None else layout.batch), engine_name,
-                         unroll=config.unroll)
-    replicated = None if layout is None else layout.replicated
-    x_dev, y_dev = put(x, replicated), put(y, replicated)
+    engine = make_engine(members_step(step, layout.batch), engine_name, unroll=config.unroll)
+    x_dev, y_dev = put(x, layout.replicated), put(y, layout.replicated)
     run_epoch = _epoch_program(engine, eval_objective, n=n, batch=batch, val=val, config=config, layout=layout,
                                scan_validation=engine.traced or not convolution)
     val_data = None if val is None else put(
-        padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])), replicated)
+        padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])), layout.replicated)
 
     start = time.perf_counter()
     active = np.asarray(jax.device_get(tracker.active))
