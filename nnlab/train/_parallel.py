@@ -19,18 +19,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 class Layout(NamedTuple):
     """Where things live: replicated (data set, validation), members ([S, ...] state and
-    metrics), batch ([S, batch, ...] gathered batches) and order ([S, steps, batch])."""
+    metrics), batch ([S, batch, ...] gathered batches) and order ([S, steps, batch]); all None on
+    one device (the default placement)."""
 
-    mesh: Mesh
-    replicated: NamedSharding
-    members: NamedSharding
-    batch: NamedSharding
-    order: NamedSharding
+    mesh: Mesh | None
+    replicated: NamedSharding | None
+    members: NamedSharding | None
+    batch: NamedSharding | None
+    order: NamedSharding | None
 
 
-def make_layout(devices: int, member_shards: int, *, members: int, batch_size: int) -> Layout | None:
+def make_layout(devices: int, member_shards: int, *, members: int, batch_size: int) -> Layout:
     """The mesh over the first `devices` of `jax.devices()` (0: all): `member_shards` groups along
-    'members', the rest along 'data'. None for one device."""
+    'members', the rest along 'data'. On one device every field is None."""
     available = jax.devices()
     count = len(available) if devices == 0 else devices
     if count > len(available):
@@ -38,7 +39,7 @@ def make_layout(devices: int, member_shards: int, *, members: int, batch_size: i
     if count % member_shards:
         raise ValueError(f"member_shards: expected a divisor of the {count} devices, got {member_shards}")
     if count == 1:
-        return None
+        return Layout(None, None, None, None, None)
     data = count // member_shards
     if members % member_shards:
         raise ValueError(f"keys: expected a multiple of member_shards={member_shards} members, got {members}")

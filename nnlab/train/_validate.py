@@ -20,8 +20,7 @@ def make_validator(eval_batch: Callable, *, scan: bool) -> Callable:
     per_batch = jax.vmap(eval_batch, in_axes=(0, None, None, None))
 
     def batch_at(variables, xb, yb, mask, i):
-        pick = lambda a: a[i]  # noqa: E731
-        return per_batch(variables, jax.tree.map(pick, xb), jax.tree.map(pick, yb), mask[i])
+        return per_batch(variables, *jax.tree.map(lambda a: a[i], (xb, yb)), mask[i])
 
     if scan:
         def run(variables, xb, yb, mask):
