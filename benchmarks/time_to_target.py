@@ -42,8 +42,23 @@ def nnlab_cli(cache: Path, epochs: int, target: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         env = {**os.environ, "NNLAB_COMPILATION_CACHE": str(cache)}
-        subprocess.run([sys.executable, "-m", "nnlab", "train", "mnist-mlp", "--epochs", str(epochs), "--quiet",
-                        "--json", str(out)], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nnlab",
+                "train",
+                "mnist-mlp",
+                "--epochs",
+                str(epochs),
+                "--quiet",
+                "--json",
+                str(out),
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         history = json.loads(out.read_text())["history"]
     return _reached([h["seconds"] for h in history], [h["val_error"] for h in history], target)
 
@@ -68,6 +83,7 @@ def plain_loop(epochs: int, target: float, data_dir) -> dict:
     def step(params, opt_state, xb, yb):
         def loss(p):
             return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb).mean()
+
         grads = jax.grad(loss)(params)
         updates, opt_state = tx.update(grads, opt_state)
         return optax.apply_updates(params, updates), opt_state
@@ -85,7 +101,7 @@ def plain_loop(epochs: int, target: float, data_dir) -> dict:
         t0 = time.perf_counter() if seconds else start
         order = rng.permutation(len(x))
         for b in range(len(x) // 128):
-            idx = order[b * 128:(b + 1) * 128]
+            idx = order[b * 128 : (b + 1) * 128]
             params, opt_state = step(params, opt_state, x[idx], y[idx])
         val.append(int(errors(params, xv, splits.val.y)) / len(xv))
         seconds.append(time.perf_counter() - t0)
@@ -101,11 +117,11 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for name, run in (("nnlab train mnist-mlp (cold cache)", lambda: nnlab_cli(Path(cache), args.epochs,
-                                                                                      args.target)),
-                          ("nnlab train mnist-mlp (warm cache)", lambda: nnlab_cli(Path(cache), args.epochs,
-                                                                                      args.target)),
-                          ("plain Flax per-step loop", lambda: plain_loop(args.epochs, args.target, args.data_dir))):
+        for name, run in (
+            ("nnlab train mnist-mlp (cold cache)", lambda: nnlab_cli(Path(cache), args.epochs, args.target)),
+            ("nnlab train mnist-mlp (warm cache)", lambda: nnlab_cli(Path(cache), args.epochs, args.target)),
+            ("plain Flax per-step loop", lambda: plain_loop(args.epochs, args.target, args.data_dir)),
+        ):
             rows.append({"contender": name, **run()})
             print(nnlab.report.format_table(rows[-1:]), flush=True)
     base = rows[-1]["seconds"]

@@ -48,8 +48,12 @@ def compilation_cache() -> None:
 def spread(values) -> dict:
     """Mean, sample standard deviation (ddof=1), min and max over seeds."""
     v = np.asarray(values, np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max())}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
 
 
 def pm(values, scale: float = 1.0, digits: int = 2) -> str:
@@ -60,8 +64,13 @@ def pm(values, scale: float = 1.0, digits: int = 2) -> str:
 
 def metadata(args: argparse.Namespace, started: float, chosen: dict) -> dict:
     """Command, settings, wall time and environment of a study run."""
-    return {"command": "python " + shlex.join(sys.argv), "size": args.size, "settings": chosen,
-            "wall_seconds": time.perf_counter() - started, **nnlab.report.environment()}
+    return {
+        "command": "python " + shlex.join(sys.argv),
+        "size": args.size,
+        "settings": chosen,
+        "wall_seconds": time.perf_counter() - started,
+        **nnlab.report.environment(),
+    }
 
 
 def subset(data: nnlab.Dataset, n: int | None) -> nnlab.Dataset:

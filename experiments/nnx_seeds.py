@@ -58,7 +58,7 @@ def plot(results: dict, path: str) -> None:
     ax.set(xlabel="seed", ylabel="test error (%)", xticks=range(S), title="NNX CNN through nnlab: test error per seed")
     ax.legend(fontsize=7, loc="lower right")
     ax = axes[1]
-    for s, losses in zip(results["seeds"], results["train_loss"]):
+    for s, losses in zip(results["seeds"], results["train_loss"], strict=False):
         ax.plot(range(1, len(losses) + 1), losses, marker="o", ms=3, label=f"seed {s}")
     ax.set(xlabel="epoch", ylabel="training loss (running mean)", yscale="log", title="training loss per seed")
     ax.legend(fontsize=7, ncol=2)
@@ -78,11 +78,16 @@ def main() -> None:
 
     train, test = nnlab.mnist(args.data_dir)
     if args.train_subset:
-        train = nnlab.data.make_dataset(train.x[:args.train_subset], train.y[:args.train_subset], num_classes=10,
-                                        name=f"mnist[:{args.train_subset}]")
+        train = nnlab.data.make_dataset(
+            train.x[: args.train_subset],
+            train.y[: args.train_subset],
+            num_classes=10,
+            name=f"mnist[:{args.train_subset}]",
+        )
     model = nnlab.nn.from_nnx(make_cnn, input_shape=(28, 28, 1), name="flax-cnn-nnx")
-    config = nnlab.TrainConfig(epochs=args.epochs, batch_size=128, optimizer="heavy_ball", learning_rate=0.1,
-                               momentum=0.9)
+    config = nnlab.TrainConfig(
+        epochs=args.epochs, batch_size=128, optimizer="heavy_ball", learning_rate=0.1, momentum=0.9
+    )
     seeds = list(range(args.seeds))
     result = nnlab.fit_many(model, train, keys=seeds, config=config)
     outputs = nnlab.predict(model, result.variables, test.x, members=True)  # [S, n, 10]
@@ -91,26 +96,43 @@ def main() -> None:
 
     own = nnlab.nn.to_nnx(make_cnn, nnlab.train.member(result.variables, 0))  # seed 0 as the user's module
     own.eval()
-    own_errors = int(sum(np.sum(nnlab.predict_labels(own(test.x[i:i + 1000])) != test.y[i:i + 1000])
-                         for i in range(0, test.n, 1000)))
+    own_errors = int(
+        sum(
+            np.sum(nnlab.predict_labels(own(test.x[i : i + 1000])) != test.y[i : i + 1000])
+            for i in range(0, test.n, 1000)
+        )
+    )
 
     results = {
         "model": model.name,
         "params": nnlab.report.count_params(nnlab.train.member(result.variables["params"], 0)),
-        "n_train": train.n, "seeds": seeds, **study,
+        "n_train": train.n,
+        "seeds": seeds,
+        **study,
         "train_loss": [[h["train_loss"] for h in hist] for hist in result.histories],
         "seed0_as_nnx_module_test_errors": own_errors,
-        "config": {"epochs": config.epochs, "batch_size": config.batch_size, "optimizer": config.optimizer,
-                   "learning_rate": config.learning_rate, "momentum": config.momentum},
+        "config": {
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "optimizer": config.optimizer,
+            "learning_rate": config.learning_rate,
+            "momentum": config.momentum,
+        },
         **nnlab.report.environment(),
     }
-    rows = [{"seed": s, "test_error_%": 100 * e, "test_errors": n, "final_train_loss": loss[-1]}
-            for s, e, n, loss in zip(seeds, study["seed_test_error"], study["seed_errors"], results["train_loss"])]
+    rows = [
+        {"seed": s, "test_error_%": 100 * e, "test_errors": n, "final_train_loss": loss[-1]}
+        for s, e, n, loss in zip(
+            seeds, study["seed_test_error"], study["seed_errors"], results["train_loss"], strict=False
+        )
+    ]
     print(nnlab.report.format_table(rows))
-    print(f"{model.name} ({results['params']:,} parameters), {len(seeds)} seeds on {train.n} digits, "
-          f"{config.epochs} epochs: test error mean {100 * study['test_error_mean']:.2f}% "
-          f"(std {100 * study['test_error_std']:.2f}); ensemble {100 * study['ensemble_test_error']:.2f}%; "
-          f"seed 0 back as the NNX module: {own_errors} test errors (nnlab: {study['seed_errors'][0]})")
+    print(
+        f"{model.name} ({results['params']:,} parameters), {len(seeds)} seeds on {train.n} digits, "
+        f"{config.epochs} epochs: test error mean {100 * study['test_error_mean']:.2f}% "
+        f"(std {100 * study['test_error_std']:.2f}); ensemble {100 * study['ensemble_test_error']:.2f}%; "
+        f"seed 0 back as the NNX module: {own_errors} test errors (nnlab: {study['seed_errors'][0]})"
+    )
     if args.json:
         nnlab.report.write_json(args.json, results)
     if args.png:

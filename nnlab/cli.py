@@ -28,8 +28,21 @@ from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
 from .train import COMPUTE_DTYPES, ENGINES, as_key
 
 # the TrainConfig fields the training flags set (each flag's dest is its field)
-_TRAIN_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "schedule", "weight_decay", "l1",
-                 "patience", "engine", "compute_dtype", "devices", "member_shards")
+_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "schedule",
+    "weight_decay",
+    "l1",
+    "patience",
+    "engine",
+    "compute_dtype",
+    "devices",
+    "member_shards",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,17 +63,27 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, help="L2 lambda (decoupled decay for adamw)")
     p.add_argument("--l1", type=float, help="L1 lambda")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--engine", choices=ENGINES,
-                   help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)")
+    p.add_argument(
+        "--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)"
+    )
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, help="bfloat16: mixed precision, float32 parameters")
-    p.add_argument("--devices", type=int, help="train on this many devices (0: all): data parallel, or see "
-                                               "--member-shards")
-    p.add_argument("--member-shards", type=int, metavar="K",
-                   help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)")
+    p.add_argument(
+        "--devices", type=int, help="train on this many devices (0: all): data parallel, or see --member-shards"
+    )
+    p.add_argument(
+        "--member-shards",
+        type=int,
+        metavar="K",
+        help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)",
+    )
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
-    p.add_argument("--train-subset", type=int, metavar="N",
-                   help="train on N samples only, taken after the validation split is held out")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        metavar="N",
+        help="train on N samples only, taken after the validation split is held out",
+    )
     p.add_argument("--n-val", type=int, metavar="N", help="validation samples held out of the training set (0: none)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
@@ -77,8 +100,9 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     for field in ("batch_size", "patience"):  # 0: full batch, no early stopping
         if train.get(field) == 0:
             train[field] = None
-    changes = {f: getattr(args, f) for f in ("seed", "data_dir", "train_subset", "n_val")
-               if getattr(args, f) is not None}
+    changes = {
+        f: getattr(args, f) for f in ("seed", "data_dir", "train_subset", "n_val") if getattr(args, f) is not None
+    }
     return cfg.replace(train=cfg.train.replace(**train), **changes)
 
 
@@ -103,25 +127,35 @@ def _setup(args: argparse.Namespace, *, checkpoints: bool = True) -> tuple[RunCo
     """The config of a training command and the run / run_seeds keyword arguments of its checkpoint flags
     (`checkpoints=False`: a command that trains several programs refuses them); outputs checked first."""
     if not checkpoints and (args.checkpoint_dir or args.resume):
-        raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
-                         f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}")
+        raise ValueError(
+            f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
+            f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}"
+        )
     cfg = config_from_args(args.name, args)
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
     _check_outputs(args)
-    return cfg, {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "keep": args.keep,
-                 "checkpoint_every": args.checkpoint_every, "progress": False if args.quiet else None}
+    return cfg, {
+        "checkpoint_dir": args.checkpoint_dir,
+        "resume": args.resume,
+        "keep": args.keep,
+        "checkpoint_every": args.checkpoint_every,
+        "progress": False if args.quiet else None,
+    }
 
 
 def _train(args: argparse.Namespace) -> int:
     cfg, options = _setup(args)
     results, _ = run(cfg, **options, logdir=args.logdir)
     if not args.quiet:
-        print(format_table(results["history"],
-                           ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
-    print(f"{args.name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
-          f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
-          f"{results['train_seconds']:.1f} s on {results['device']} ({results['engine']} engine)")
+        print(
+            format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"])
+        )
+    print(
+        f"{args.name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
+        f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
+        f"{results['train_seconds']:.1f} s on {results['device']} ({results['engine']} engine)"
+    )
     return _save(results, args)
 
 
@@ -136,8 +170,9 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
     """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
     name, sep, values = text.partition("=")
     if not sep or name not in KNOBS:
-        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, "
-                         f"got {text!r}")
+        raise ValueError(
+            f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, got {text!r}"
+        )
     cast = str if name == "activation" else (int if name in ("batch_size", "width", "depth") else float)
     if ":" in values:
         return name, tuple(float(v) for v in values.split(":", 1))
@@ -148,27 +183,39 @@ def _sweep(args: argparse.Namespace) -> int:
     cfg, options = _setup(args, checkpoints=False)
     space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
-    results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
-                    max_members=args.max_members, progress=options["progress"])
+    results = sweep(
+        cfg,
+        settings,
+        pilot_epochs=args.pilot_epochs or None,
+        pilot_subset=args.pilot_subset,
+        max_members=args.max_members,
+        progress=options["progress"],
+    )
     if results["pilot"]:
         dropped = [r for r in results["pilot"] if not r["learned"]]
-        print(f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
-              f"{len(results['pilot'])} settings did not learn and were dropped")
+        print(
+            f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
+            f"{len(results['pilot'])} settings did not learn and were dropped"
+        )
         if dropped:
             print(format_table(dropped, [*space, "val_error"]))
     print(format_table(results["rows"], [*space, "val_error", "test_error", "best_epoch", "epochs_run", "program"]))
     best = results["best"]
-    print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
-          f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
-          f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
+    print(
+        f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
+        f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
+        f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}"
+    )
     return _save(results, args)
 
 
 def _eval(args: argparse.Namespace) -> int:
     _check_outputs(args)
     results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
-    print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
-          f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
+    print(
+        f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
+        f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})"
+    )
     return _save(results, args)
 
 
@@ -183,17 +230,23 @@ def _add_data_parser(sub, common: argparse.ArgumentParser) -> None:
     """`nnlab data download|verify|where NAME`."""
     p_data = sub.add_parser("data", parents=[common], help="download, verify or locate MNIST / Fashion-MNIST")
     actions = p_data.add_subparsers(dest="action", required=True)
-    helps = {"download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
-             "verify": "check the files nnlab would read against their SHA-256",
-             "where": "print the folder nnlab reads the set from (or would download it into)"}
+    helps = {
+        "download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
+        "verify": "check the files nnlab would read against their SHA-256",
+        "where": "print the folder nnlab reads the set from (or would download it into)",
+    }
     for action, text in helps.items():
         p = actions.add_parser(action, parents=[common], help=text)
         p.add_argument("name", choices=sorted(D.PUBLISHED), help="which data set")
-        p.add_argument("--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR "
-                                          "or ~/.cache/nnlab")
+        p.add_argument(
+            "--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR or ~/.cache/nnlab"
+        )
         if action == "download":
-            p.add_argument("--mirror", metavar="URL", help="base URL tried first, laid out as URL/NAME/FILE "
-                                                           "(default $NNLAB_DATA_MIRROR)")
+            p.add_argument(
+                "--mirror",
+                metavar="URL",
+                help="base URL tried first, laid out as URL/NAME/FILE (default $NNLAB_DATA_MIRROR)",
+            )
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -236,8 +289,9 @@ def is_user_error(e: BaseException) -> bool:
 def _interrupted(e: Interrupted, argv: list[str], args: argparse.Namespace) -> int:
     """One line: what was saved and how to resume; the exit code 128 + signal (130, 143)."""
     if e.checkpoint is None and getattr(args, "checkpoint_dir", None):  # interrupted outside the training loop
-        e = Interrupted(e.signum, epoch=e.epoch, during_epoch=e.during_epoch,
-                        checkpoint=Checkpointer(args.checkpoint_dir).latest())
+        e = Interrupted(
+            e.signum, epoch=e.epoch, during_epoch=e.during_epoch, checkpoint=Checkpointer(args.checkpoint_dir).latest()
+        )
     line = f"nnlab: {e.describe()}"
     if e.checkpoint is not None:
         line += f"; resume with: nnlab {shlex.join(argv if '--resume' in argv else [*argv, '--resume'])}"
@@ -255,8 +309,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback of an error")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
+    )
     parser = _Parser(prog="nnlab", description="Train and study the lecture's neural networks.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -281,8 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_args(p_seeds)
     p_sweep = command("sweep", "grid or random search, chosen on validation, reported on test")
     p_sweep.add_argument("name", choices=sorted(configs.CONFIGS), help="the config to start from")
-    p_sweep.add_argument("--param", action="append", metavar="NAME=V1,V2|NAME=LOW:HIGH",
-                         help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})")
+    p_sweep.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=V1,V2|NAME=LOW:HIGH",
+        help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})",
+    )
     p_sweep.add_argument("--random", type=int, metavar="N", help="draw N random settings instead of the full grid")
     p_sweep.add_argument("--pilot-epochs", type=int, default=3, help="epochs of the pilot stage (0: no pilot)")
     p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
@@ -295,8 +354,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"train": _train, "summary": _summary, "demo": _demo, "data": _data, "seeds": _seeds, "sweep": _sweep,
-             "eval": _eval}
+_COMMANDS = {
+    "train": _train,
+    "summary": _summary,
+    "demo": _demo,
+    "data": _data,
+    "seeds": _seeds,
+    "sweep": _sweep,
+    "eval": _eval,
+}
 
 
 def _compilation_cache() -> None:

@@ -56,8 +56,9 @@ def _forward(variables, x, *, apply, members: bool):
     return apply(variables, x, train=False)[0]
 
 
-def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy",
-             batch_size: int = 1000) -> Evaluation:
+def evaluate(
+    model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy", batch_size: int = 1000
+) -> Evaluation:
     """Mean loss, error count and predicted labels of `model` on x: [n, ...], y: [n]."""
     check_positive(batch_size, name="batch_size", integer=True)
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
@@ -82,8 +83,10 @@ def predict(model: Model, variables, x, *, batch_size: int = 1000, members: bool
     check_positive(batch_size, name="batch_size", integer=True)
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
     xb, _, mask = padded_batches(xa, np.zeros(xa.shape[0], np.int32), min(batch_size, xa.shape[0]))
-    outs = [np.asarray(_forward(variables, xb[i], apply=model.apply, members=members))[..., mask[i], :]
-            for i in range(mask.shape[0])]
+    outs = [
+        np.asarray(_forward(variables, xb[i], apply=model.apply, members=members))[..., mask[i], :]
+        for i in range(mask.shape[0])
+    ]
     return np.concatenate(outs, axis=-2)
 
 

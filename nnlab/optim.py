@@ -80,12 +80,16 @@ def momentum(learning_rate: Schedule, beta: float = 0.9, *, form: str = "lowpass
     return make_optimizer("momentum" if form == "lowpass" else form, learning_rate, beta=beta)
 
 
-def adam(learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def adam(
+    learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
     """Adam: low-pass filtered gradient over the root of the low-pass filtered squared gradient."""
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-def adamw(learning_rate: Schedule, weight_decay: float = 1e-4, b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
+def adamw(
+    learning_rate: Schedule, weight_decay: float = 1e-4, b1: float = 0.9, b2: float = 0.999
+) -> optax.GradientTransformation:
     """Adam with decoupled weight decay theta <- theta - eta * lambda * theta on the weights only."""
     return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
 
@@ -96,8 +100,15 @@ def freeze(optimizer: optax.GradientTransformation, trainable) -> optax.Gradient
     return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
-def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps: int = 0,
-             decay_every: int | None = None, decay_factor: float = 0.1) -> optax.Schedule:
+def schedule(
+    name: str,
+    learning_rate: float,
+    *,
+    total_steps: int,
+    warmup_steps: int = 0,
+    decay_every: int | None = None,
+    decay_factor: float = 0.1,
+) -> optax.Schedule:
     """A learning-rate schedule: 'constant', 'cosine' (to 0 over total_steps, after a linear warm-up),
     'step' (times decay_factor every decay_every steps) or 'exponential' (smooth version of 'step')."""
     if not learning_rate > 0:
@@ -114,7 +125,9 @@ def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps:
     raise ValueError(f"schedule: expected 'constant', 'cosine', 'step' or 'exponential', got {name!r}")
 
 
-def make_optimizer(name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
     """The optimizer called `name` (one of OPTIMIZERS); `weight_decay` is used by 'adamw' only."""
     if name in ("momentum", "heavy_ball", "nesterov") and not 0.0 <= beta < 1.0:
         raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")

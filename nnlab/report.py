@@ -8,8 +8,9 @@ import math
 import os
 import platform
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,7 +43,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+            return next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor()
+            )
     except OSError:
         return platform.processor() or platform.machine()
 
@@ -53,10 +56,15 @@ def environment() -> dict[str, str]:
     import optax
 
     dev = jax.devices()[0]
-    return {"device": f"cpu ({_cpu_name()})" if dev.platform == "cpu" else f"{dev.platform} ({dev.device_kind})",
-            "backend": jax.default_backend(), "jax_version": jax.__version__, "flax_version": flax.__version__,
-            "optax_version": optax.__version__, "python_version": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cpus"}
+    return {
+        "device": f"cpu ({_cpu_name()})" if dev.platform == "cpu" else f"{dev.platform} ({dev.device_kind})",
+        "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "flax_version": flax.__version__,
+        "optax_version": optax.__version__,
+        "python_version": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+    }
 
 
 def to_json_data(value: Any) -> Any:
@@ -105,6 +113,6 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> 
 
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)

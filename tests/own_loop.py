@@ -13,8 +13,9 @@ import numpy as np
 import nnlab
 
 
-def fit_schedule(seed: int, n: int, batch_size: int,
-                 epochs: int) -> tuple[jax.Array, list[tuple[np.ndarray, jax.Array]]]:
+def fit_schedule(
+    seed: int, n: int, batch_size: int, epochs: int
+) -> tuple[jax.Array, list[tuple[np.ndarray, jax.Array]]]:
     """(init_key, steps) of `fit(key=seed)` on n samples: `model.init` gets init_key; step s of the
     run takes the samples `indices` [batch_size] and hands `step_key` to `model.apply`.
 
@@ -23,15 +24,17 @@ def fit_schedule(seed: int, n: int, batch_size: int,
     the remainder; step s (counted over the whole run) uses fold_in(dropout, s).
     """
     root = jax.random.key(seed)
-    k_init, k_data, k_dropout = (jax.random.fold_in(root, nnlab.train.STREAMS[name])
-                                 for name in ("init", "data", "dropout"))
+    k_init, k_data, k_dropout = (
+        jax.random.fold_in(root, nnlab.train.STREAMS[name]) for name in ("init", "data", "dropout")
+    )
     per_epoch = n // batch_size
     steps = []
     for epoch in range(epochs):
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(k_data, epoch), n))
         for b in range(per_epoch):
-            steps.append((perm[b * batch_size:(b + 1) * batch_size],
-                          jax.random.fold_in(k_dropout, epoch * per_epoch + b)))
+            steps.append(
+                (perm[b * batch_size : (b + 1) * batch_size], jax.random.fold_in(k_dropout, epoch * per_epoch + b))
+            )
     return k_init, steps
 
 

@@ -83,8 +83,9 @@ class Plain(eqx.Module):
 
 
 MODELS = {"mlp": (MLP, (6,)), "cnn": (CNN, (8, 8, 1))}
-CONFIG = nnlab.TrainConfig(epochs=2, batch_size=16, optimizer="heavy_ball", learning_rate=0.05, momentum=0.9,
-                           engine="step")
+CONFIG = nnlab.TrainConfig(
+    epochs=2, batch_size=16, optimizer="heavy_ball", learning_rate=0.05, momentum=0.9, engine="step"
+)
 
 
 def model_of(name) -> nnlab.Model:
@@ -98,8 +99,12 @@ def dataset(name, n, seed) -> nnlab.Dataset:
 def own_call(model, state, x, key):
     """The Equinox way to run a batch: vmap over samples with the batch norm's axis name, one key each."""
     keys = None if key is None else jax.random.split(key, x.shape[0])
-    return jax.vmap(lambda xi, s, k: model(xi, s, key=k), in_axes=(0, None, None if key is None else 0),
-                    out_axes=(0, None), axis_name="batch")(x, state, keys)
+    return jax.vmap(
+        lambda xi, s, k: model(xi, s, key=k),
+        in_axes=(0, None, None if key is None else 0),
+        out_axes=(0, None),
+        axis_name="batch",
+    )(x, state, keys)
 
 
 def params_of(model):
@@ -207,9 +212,13 @@ def test_three_members_equal_three_separate_fits():
     many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
     for i in range(3):
         single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
-        assert_trees_close(jax.tree.map(lambda a: a[i], many.variables), single.variables, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose([h["train_loss"] for h in many.histories[i]],
-                                   [h["train_loss"] for h in single.history], rtol=1e-5, atol=1e-6)
+        assert_trees_close(nnlab.train.member(many.variables, i), single.variables, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [h["train_loss"] for h in many.histories[i]],
+            [h["train_loss"] for h in single.history],
+            rtol=1e-5,
+            atol=1e-6,
+        )
         assert many.best_epochs[i] == single.best_epoch
     running_mean = np.asarray(jax.tree.leaves(many.state.model_state["state"])[1])  # [3, 4]: each member its own
     assert running_mean.shape == (3, 4)
@@ -220,8 +229,9 @@ def test_three_members_equal_three_separate_fits():
 def test_checkpoint_and_resume_end_like_the_uninterrupted_run(tmp_path):
     train, val = dataset("mlp", 48, seed=2), dataset("mlp", 20, seed=3)
     model, config = model_of("mlp"), CONFIG.replace(epochs=3)
-    whole = nnlab.fit(model, train, key=4, config=config, val=val, progress=False,
-                      checkpointer=nnlab.Checkpointer(tmp_path / "whole"))
+    whole = nnlab.fit(
+        model, train, key=4, config=config, val=val, progress=False, checkpointer=nnlab.Checkpointer(tmp_path / "whole")
+    )
     part = nnlab.Checkpointer(tmp_path / "part")
     nnlab.fit(model, train, key=4, config=config.replace(epochs=2), val=val, progress=False, checkpointer=part)
     resumed = nnlab.fit(model, train, key=4, config=config, val=val, progress=False, checkpointer=part, resume=True)
@@ -232,8 +242,9 @@ def test_checkpoint_and_resume_end_like_the_uninterrupted_run(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, nnlab.train.member(restored.state, 0).variables, whole.state.variables)
     own, state = nnlab.nn.to_equinox(MLP, nnlab.train.member(restored.best_variables, 0))
     x = jnp.asarray(val.x)
-    assert_trees_close(own_call(eqx.nn.inference_mode(own), state, x, None)[0],
-                       model.apply(whole.variables, x, train=False)[0])
+    assert_trees_close(
+        own_call(eqx.nn.inference_mode(own), state, x, None)[0], model.apply(whole.variables, x, train=False)[0]
+    )
 
 
 @pytest.mark.optax_promotion
@@ -247,8 +258,12 @@ def test_a_trained_model_goes_back_to_the_users_model_type(name):
     jax.tree.map(np.testing.assert_array_equal, params_of(own), result.variables["params"])
     jax.tree.map(np.testing.assert_array_equal, state, result.variables["state"])
     x = jnp.asarray(train.x)
-    assert_trees_close(own_call(eqx.nn.inference_mode(own), state, x, None)[0],
-                       model.apply(result.variables, x, train=False)[0], rtol=1e-6, atol=1e-6)
+    assert_trees_close(
+        own_call(eqx.nn.inference_mode(own), state, x, None)[0],
+        model.apply(result.variables, x, train=False)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_bad_input_is_a_clear_error():
@@ -289,6 +304,7 @@ def test_nnlab_imports_without_equinox_and_names_the_extra():
             print(e)
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     assert "pip install 'nnlab[equinox]'" in out.stdout

@@ -40,8 +40,9 @@ class CNN(nnx.Module):
 
 
 MODULES = {"mlp": (MLP, (6,)), "cnn": (CNN, (8, 8, 1))}
-CONFIG = nnlab.TrainConfig(epochs=2, batch_size=16, optimizer="heavy_ball", learning_rate=0.05, momentum=0.9,
-                           engine="step")
+CONFIG = nnlab.TrainConfig(
+    epochs=2, batch_size=16, optimizer="heavy_ball", learning_rate=0.05, momentum=0.9, engine="step"
+)
 
 
 def factory(name):
@@ -147,9 +148,13 @@ def test_three_members_equal_three_separate_fits():
     many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
     for i in range(3):
         single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
-        assert_trees_close(jax.tree.map(lambda a: a[i], many.variables), single.variables, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose([h["train_loss"] for h in many.histories[i]],
-                                   [h["train_loss"] for h in single.history], rtol=1e-5, atol=1e-6)
+        assert_trees_close(nnlab.train.member(many.variables, i), single.variables, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [h["train_loss"] for h in many.histories[i]],
+            [h["train_loss"] for h in single.history],
+            rtol=1e-5,
+            atol=1e-6,
+        )
         assert many.best_epochs[i] == single.best_epoch
     means = np.asarray(many.state.model_state["batch_stats"]["norm"]["mean"])  # [3, 4]: each member its own
     assert not np.allclose(means[0], means[1]) and not np.allclose(means[1], means[2])
@@ -159,8 +164,9 @@ def test_three_members_equal_three_separate_fits():
 def test_checkpoint_and_resume_end_like_the_uninterrupted_run(tmp_path):
     train, val = dataset("mlp", 48, seed=2), dataset("mlp", 20, seed=3)
     model, config = model_of("mlp"), CONFIG.replace(epochs=3)
-    whole = nnlab.fit(model, train, key=4, config=config, val=val, progress=False,
-                      checkpointer=nnlab.Checkpointer(tmp_path / "whole"))
+    whole = nnlab.fit(
+        model, train, key=4, config=config, val=val, progress=False, checkpointer=nnlab.Checkpointer(tmp_path / "whole")
+    )
     part = nnlab.Checkpointer(tmp_path / "part")
     nnlab.fit(model, train, key=4, config=config.replace(epochs=2), val=val, progress=False, checkpointer=part)
     resumed = nnlab.fit(model, train, key=4, config=config, val=val, progress=False, checkpointer=part, resume=True)
@@ -249,8 +255,14 @@ def test_a_module_with_a_list_of_layers_comes_back_from_a_checkpoint_read_withou
     make = lambda rngs: Stack(rngs=rngs)  # noqa: E731
     model = nnlab.nn.from_nnx(make, input_shape=(6,))
     checkpointer = nnlab.Checkpointer(tmp_path)
-    result = nnlab.fit(model, dataset("mlp", 32, seed=2), key=0, config=CONFIG.replace(epochs=1), progress=False,
-                       checkpointer=checkpointer)
+    result = nnlab.fit(
+        model,
+        dataset("mlp", 32, seed=2),
+        key=0,
+        config=CONFIG.replace(epochs=1),
+        progress=False,
+        checkpointer=checkpointer,
+    )
     saved = nnlab.checkpoint.read_checkpoint(checkpointer.latest()).state  # nested dicts, list positions as '0', '1'
     assert sorted(saved["params"]["layers"]) == ["0", "1"]
     module = nnlab.nn.to_nnx(make, {"params": nnlab.train.member(saved["params"], 0)})  # member axis [1, ...]

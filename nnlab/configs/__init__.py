@@ -1,6 +1,6 @@
 """Named run configurations: `get_config(name)` returns the RunConfig the CLI trains."""
 
-from typing import Callable
+from collections.abc import Callable
 
 from .._run import RunConfig
 from . import flax_cnn, mnist_cnn, mnist_mlp, mnist_mlp_best, xor

@@ -28,8 +28,9 @@ def decode_manifest(raw: bytes, *, source: str) -> dict[str, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ChecksumError(f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset "
-                            f"{e.start}") from None
+        raise ChecksumError(
+            f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset {e.start}"
+        ) from None
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -58,8 +59,10 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
     sums = decode_manifest(path.read_bytes(), source=str(path))
     absent = sorted(name for name in sums if not (Path(folder) / name).is_file())
     if absent:
-        raise ChecksumError(f"{path}: lists {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} "
-                            f"not in {folder}; remove the line(s) or restore the file(s)")
+        raise ChecksumError(
+            f"{path}: lists {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} "
+            f"not in {folder}; remove the line(s) or restore the file(s)"
+        )
     return sums
 
 
@@ -72,5 +75,7 @@ def verify_checksums(folder: str | os.PathLike, files: list[str | os.PathLike], 
     """Raises `ChecksumError` for the first file whose SHA-256 differs from `known[file name]`."""
     for f in map(Path, files):
         if f.name in known and (got := file_sha256(f)) != known[f.name]:
-            raise ChecksumError(f"{f}: SHA-256 mismatch, expected {known[f.name]} (from {Path(folder) / MANIFEST}), "
-                                f"got {got}; the file is corrupt or was replaced: fetch it again")
+            raise ChecksumError(
+                f"{f}: SHA-256 mismatch, expected {known[f.name]} (from {Path(folder) / MANIFEST}), "
+                f"got {got}; the file is corrupt or was replaced: fetch it again"
+            )

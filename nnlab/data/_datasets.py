@@ -74,8 +74,9 @@ def find(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
     return next((folder for folder in search_folders(name, data_dir) if holds_set(folder)), None)
 
 
-def locate(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-           mirror: str | None = None) -> Path:
+def locate(
+    name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True, mirror: str | None = None
+) -> Path:
     """The folder holding `name`: found on disk, else (without `data_dir`) downloaded.
 
     An explicit `data_dir` that does not hold the set raises `DataNotFoundError`.
@@ -86,16 +87,25 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, *, download_mis
     looked = " or ".join(str(p) for p in search_folders(name, data_dir))
     stems = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
     if data_dir is not None:
-        raise DataNotFoundError(f"{name}: data_dir {data_dir} does not hold the data: looked for {stems} in {looked}; "
-                                f"`nnlab data download {name} --data-dir {data_dir}` fetches it there")
+        raise DataNotFoundError(
+            f"{name}: data_dir {data_dir} does not hold the data: looked for {stems} in {looked}; "
+            f"`nnlab data download {name} --data-dir {data_dir}` fetches it there"
+        )
     if not download_missing:
-        raise DataNotFoundError(f"{name}: not found: looked for {stems} in {looked}; "
-                                f"`nnlab data download {name}` fetches it")
+        raise DataNotFoundError(
+            f"{name}: not found: looked for {stems} in {looked}; `nnlab data download {name}` fetches it"
+        )
     return download(name, mirror=mirror)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-                 download: bool = True, mirror: str | None = None) -> tuple[Dataset, Dataset]:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    verify: bool = True,
+    download: bool = True,
+    mirror: str | None = None,
+) -> tuple[Dataset, Dataset]:
     """(train, test) for `name` in {'mnist', 'fashion-mnist'}: found on disk, else downloaded.
 
     `download=False` never touches the network; `mirror` is a base URL tried first (see `download`).
@@ -135,20 +145,29 @@ def verify_folder(name: str, data_dir: str | os.PathLike | None = None) -> list[
     return rows
 
 
-def mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-          download: bool = True) -> tuple[Dataset, Dataset]:
+def mnist(
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True
+) -> tuple[Dataset, Dataset]:
     """MNIST digits as (train [60000], test [10000]); x: [n, 28, 28, 1] float32 in [0, 1]."""
     return load_dataset("mnist", data_dir, verify=verify, download=download)
 
 
-def fashion_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-                  download: bool = True) -> tuple[Dataset, Dataset]:
+def fashion_mnist(
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True
+) -> tuple[Dataset, Dataset]:
     """Fashion-MNIST as (train [60000], test [10000]); same layout as `mnist`."""
     return load_dataset("fashion-mnist", data_dir, verify=verify, download=download)
 
 
-def load(name: str, split: str = "train", *, source: str = "idx", data_dir: str | os.PathLike | None = None,
-         download: bool = True, mirror: str | None = None) -> Dataset:
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    source: str = "idx",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    mirror: str | None = None,
+) -> Dataset:
     """One split of a data set as a `Dataset` (images x: [n, height, width, channels] float32 in [0, 1]).
 
     source='idx': 'mnist' or 'fashion-mnist' from IDX files (found on disk or downloaded, see

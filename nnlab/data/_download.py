@@ -24,8 +24,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from ..report import file_sha256
 from ._checksums import MANIFEST, ChecksumError, decode_manifest, write_manifest
@@ -100,13 +101,15 @@ def _open(url: str, *, start: int, timeout: float):
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
-        raise _Failure(f"HTTP {e.code} {e.reason}", retry=e.code >= 500 or e.code in _RETRY_STATUS,
-                       missing=e.code == 404) from None
+        raise _Failure(
+            f"HTTP {e.code} {e.reason}", retry=e.code >= 500 or e.code in _RETRY_STATUS, missing=e.code == 404
+        ) from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, (TimeoutError, ConnectionResetError)):
             raise _Failure(_describe(e.reason, timeout), retry=True) from None
-        raise _Failure(str(getattr(e.reason, "strerror", None) or e.reason),
-                       missing=isinstance(e.reason, FileNotFoundError)) from None
+        raise _Failure(
+            str(getattr(e.reason, "strerror", None) or e.reason), missing=isinstance(e.reason, FileNotFoundError)
+        ) from None
     except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
         raise _Failure(_describe(e, timeout), retry=True) from None
 
@@ -146,8 +149,7 @@ def _stream(url: str, part: Path, *, size: int | None, timeout: float, bar: _Bar
             raise _Failure(f"connection closed after {have} of {total} bytes", retry=True)
 
 
-def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff: float,
-           progress: bool | None) -> None:
+def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff: float, progress: bool | None) -> None:
     """Downloads `source.url` into `part`, retrying and resuming; checks its SHA-256; raises `_Failure`."""
     part.unlink(missing_ok=True)
     bar = _Bar(part.name[1:-5], source.size, progress)
@@ -167,8 +169,9 @@ def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff
     got = file_sha256(part)
     if got != source.sha256:
         part.unlink()
-        raise _Failure(f"SHA-256 mismatch: expected {source.sha256} ({source.checked_against}), got {got}",
-                       wrong_file=True)
+        raise _Failure(
+            f"SHA-256 mismatch: expected {source.sha256} ({source.checked_against}), got {got}", wrong_file=True
+        )
 
 
 def _mirror_manifest(base: str, name: str, *, timeout: float) -> dict[str, str] | None:
@@ -210,8 +213,10 @@ def _locked(folder: Path, name: str) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         f = open(folder / ".lock", "a")
     except OSError as e:
-        raise DataNotFoundError(f"{name}: cannot write to {folder} to download into it ({e.strerror}); "
-                                f"set NNLAB_DATA_DIR to a writable folder") from None
+        raise DataNotFoundError(
+            f"{name}: cannot write to {folder} to download into it ({e.strerror}); "
+            f"set NNLAB_DATA_DIR to a writable folder"
+        ) from None
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -236,8 +241,16 @@ def _present(folder: Path, name: str) -> dict[str, str]:
     return good
 
 
-def download(name: str, data_dir: str | os.PathLike | None = None, *, mirror: str | None = None,
-             timeout: float = 30.0, retries: int = 3, backoff: float = 1.0, progress: bool | None = None) -> Path:
+def download(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirror: str | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    progress: bool | None = None,
+) -> Path:
     """Fetches the files of `name` ('mnist' or 'fashion-mnist') that `<root>/<name>/` lacks; returns that folder.
 
     root: `data_dir`, else `$NNLAB_DATA_DIR`, else `~/.cache/nnlab`. `mirror` (default
@@ -276,18 +289,26 @@ def download(name: str, data_dir: str | os.PathLike | None = None, *, mirror: st
                     failures.append((source.url, str(e), e.wrong_file))
                     continue
                 os.replace(part, folder / file)
-                print(f"nnlab: {file} ({(folder / file).stat().st_size:,} bytes) from {source.url}, SHA-256 checked "
-                      f"against {source.checked_against}", file=sys.stderr)
+                print(
+                    f"nnlab: {file} ({(folder / file).stat().st_size:,} bytes) from {source.url}, SHA-256 checked "
+                    f"against {source.checked_against}",
+                    file=sys.stderr,
+                )
                 good[file] = source.sha256
                 write_manifest(folder, good)
                 break
             else:
                 where = " or ".join(str(p) for p in ([folder] if data_dir is not None else search_folders(name)))
-                got = (f"no mirror delivered {file} ({'; '.join(f'{url}: {why}' for url, why, _ in failures)})"
-                       if failures else "downloads are off (NNLAB_OFFLINE=1 and no NNLAB_DATA_MIRROR)")
+                got = (
+                    f"no mirror delivered {file} ({'; '.join(f'{url}: {why}' for url, why, _ in failures)})"
+                    if failures
+                    else "downloads are off (NNLAB_OFFLINE=1 and no NNLAB_DATA_MIRROR)"
+                )
                 files = ", ".join(f.name for f in PUBLISHED[name].files)
                 error = ChecksumError if any(wrong for *_, wrong in failures) else DownloadError
-                raise error(f"{name}: not found in {where}, and {got}. To provide the files by hand, put {files} into "
-                            f"{folder}/ (or set NNLAB_DATA_DIR to a folder holding {name}/, or NNLAB_DATA_MIRROR to a "
-                            f"mirror URL)")
+                raise error(
+                    f"{name}: not found in {where}, and {got}. To provide the files by hand, put {files} into "
+                    f"{folder}/ (or set NNLAB_DATA_DIR to a folder holding {name}/, or NNLAB_DATA_MIRROR to a "
+                    f"mirror URL)"
+                )
     return folder

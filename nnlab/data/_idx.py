@@ -19,8 +19,14 @@ from typing import BinaryIO
 import numpy as np
 
 # IDX type code -> big-endian NumPy dtype.
-_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _CODES = {dt.newbyteorder("="): code for code, dt in _DTYPES.items()}
 _CHUNK = 1 << 20
 # Decompression errors of a corrupt or truncated gzip stream.
@@ -49,8 +55,10 @@ def _parse(f: BinaryIO, name: str, size: int | None) -> np.ndarray:
         raise IdxFormatError(f"{name}: expected a 4-byte IDX magic number, got a file of {len(head)} bytes")
     zero, code, ndim = struct.unpack(">HBB", head)
     if zero != 0 or code not in _DTYPES:
-        raise IdxFormatError(f"{name}: wrong magic number 0x{bytes(head).hex()}, expected 0x0000 then a type code "
-                             f"in {{{', '.join(hex(c) for c in _DTYPES)}}} and the number of dimensions")
+        raise IdxFormatError(
+            f"{name}: wrong magic number 0x{bytes(head).hex()}, expected 0x0000 then a type code "
+            f"in {{{', '.join(hex(c) for c in _DTYPES)}}} and the number of dimensions"
+        )
     if ndim == 0:
         raise IdxFormatError(f"{name}: expected at least one dimension, got 0")
     dim_bytes = _read_at_most(f, 4 * ndim)

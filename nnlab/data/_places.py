@@ -11,8 +11,12 @@ import os
 from pathlib import Path
 
 SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset packages install
-IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -3,7 +3,8 @@ parameters) and the rest, with `eqx.nn.State` as model state, recombined inside 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, NamedTuple
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,9 @@ def _build(model_factory: Callable, key: jax.Array):
     eqx = _eqx()
     model, state = eqx.nn.make_with_state(model_factory)(key)
     if not isinstance(model, eqx.Module):
-        raise TypeError(f"model_factory: expected a function key -> eqx.Module, got one returning "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model_factory: expected a function key -> eqx.Module, got one returning {type(model).__name__}"
+        )
     return model, state
 
 
@@ -51,18 +53,34 @@ def _parts(model_factory: Callable) -> _Parts:
     eqx = _eqx()
     model, state = eqx.filter_eval_shape(_build, model_factory, jax.random.key(0))
     params, static = eqx.partition(model, _is_param)
-    other = [jax.tree_util.keystr(p) for p, leaf in jax.tree_util.tree_leaves_with_path(static)
-             if isinstance(leaf, jax.ShapeDtypeStruct)]
+    other = [
+        jax.tree_util.keystr(p)
+        for p, leaf in jax.tree_util.tree_leaves_with_path(static)
+        if isinstance(leaf, jax.ShapeDtypeStruct)
+    ]
     if other:
-        raise TypeError(f"model_factory: expected a model whose arrays are all floating point (its parameters), "
-                        f"got other arrays at {other}; keep them out of the model or mark them eqx.field(static=True)")
+        raise TypeError(
+            f"model_factory: expected a model whose arrays are all floating point (its parameters), "
+            f"got other arrays at {other}; keep them out of the model or mark them eqx.field(static=True)"
+        )
     stateful = bool(jax.tree.leaves(state))
-    return _Parts(static, eqx.nn.inference_mode(static, value=False), eqx.nn.inference_mode(static, value=True),
-                  params, state if stateful else None, type(model).__name__)
+    return _Parts(
+        static,
+        eqx.nn.inference_mode(static, value=False),
+        eqx.nn.inference_mode(static, value=True),
+        params,
+        state if stateful else None,
+        type(model).__name__,
+    )
 
 
-def from_equinox(model_factory: Callable, *, input_shape: tuple[int, ...] | None = None, name: str | None = None,
-                 axis_name: Hashable = "batch") -> Model:
+def from_equinox(
+    model_factory: Callable,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    name: str | None = None,
+    axis_name: Hashable = "batch",
+) -> Model:
     """Adapts an Equinox model, built by `model_factory(key)`, that maps ONE sample
     x: [*input_shape] to outputs [classes], called `model(x, key=k)`, or `model(x, state, key=k)
     -> (outputs, state)` when it has stateful layers (eqx.nn.BatchNorm(..., axis_name=axis_name)).
@@ -93,8 +111,9 @@ def from_equinox(model_factory: Callable, *, input_shape: tuple[int, ...] | None
         keys = jax.random.split(key, x.shape[0])
         if parts.state is None:
             return jax.vmap(lambda xi, k: model(xi, key=k), axis_name=axis_name)(x, keys), {}
-        outputs, state = jax.vmap(lambda xi, s, k: model(xi, s, key=k), in_axes=(0, None, 0), out_axes=(0, None),
-                                  axis_name=axis_name)(x, variables["state"], keys)
+        outputs, state = jax.vmap(
+            lambda xi, s, k: model(xi, s, key=k), in_axes=(0, None, 0), out_axes=(0, None), axis_name=axis_name
+        )(x, variables["state"], keys)
         return outputs, ({"state": state} if train else {})
 
     return Model(init, apply, input_shape, name or parts.name)
@@ -105,11 +124,16 @@ def _check_like(tree, spec, name: str) -> None:
     got, want = jax.tree_util.tree_flatten_with_path(tree), jax.tree_util.tree_flatten_with_path(spec)
     if got[1] != want[1]:
         raise ValueError(f"{name}: expected the model's structure {want[1]}, got {got[1]}")
-    wrong = [f"{jax.tree_util.keystr(p)}: {tuple(jnp.shape(a))} (model {s.shape})"
-             for (p, a), (_, s) in zip(got[0], want[0]) if tuple(jnp.shape(a)) != s.shape]
+    wrong = [
+        f"{jax.tree_util.keystr(p)}: {tuple(jnp.shape(a))} (model {s.shape})"
+        for (p, a), (_, s) in zip(got[0], want[0], strict=True)
+        if tuple(jnp.shape(a)) != s.shape
+    ]
     if wrong:
-        raise ValueError(f"{name}: expected one model's variables with the model's shapes "
-                         f"(pick one member of a seed study first), got {wrong[:4]}")
+        raise ValueError(
+            f"{name}: expected one model's variables with the model's shapes "
+            f"(pick one member of a seed study first), got {wrong[:4]}"
+        )
 
 
 def to_equinox(model_factory: Callable, variables: Variables):

@@ -3,7 +3,8 @@ collections at init, merged back inside every `apply`, so the trainer sees pure 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ def _stream_keys(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]
     """The step's key for each stream: `key` itself for one stream, split(key, n) in order for several."""
     if len(streams) == 1:
         return {streams[0]: key}
-    return dict(zip(streams, jax.random.split(key, len(streams))))
+    return dict(zip(streams, jax.random.split(key, len(streams)), strict=True))
 
 
 def _collection(var_type: type) -> str | None:
@@ -59,8 +60,10 @@ def _collections(module) -> tuple[Variables, dict]:
         name = _collection(type(var))
         (rng if name is None else groups.setdefault(name, {}))[path] = var.get_value()
     if loose:
-        raise TypeError(f"module_factory: expected a module whose arrays are nnx.Variables (nnx.Param, "
-                        f"nnx.BatchStat, ...), got plain array attributes at {loose}")
+        raise TypeError(
+            f"module_factory: expected a module whose arrays are nnx.Variables (nnx.Param, "
+            f"nnx.BatchStat, ...), got plain array attributes at {loose}"
+        )
     return {name: traverse_util.unflatten_dict(flat) for name, flat in groups.items()}, rng
 
 
@@ -80,8 +83,9 @@ def _graph(module_factory: Callable, streams: Sequence[str]) -> _Graph:
     nnx = _nnx()
     module = nnx.eval_shape(lambda: module_factory(_rngs(jax.random.key(0), streams)))
     if not isinstance(module, nnx.Module):
-        raise TypeError(f"module_factory: expected a function rngs -> nnx.Module, got one returning "
-                        f"{type(module).__name__}")
+        raise TypeError(
+            f"module_factory: expected a function rngs -> nnx.Module, got one returning {type(module).__name__}"
+        )
     shapes, rng = _collections(module)
     if "params" not in shapes:
         raise ValueError("module_factory: expected a module with nnx.Param variables, got one without parameters")
@@ -119,12 +123,19 @@ def _streams(rng_streams: Sequence[str]) -> tuple[str, ...]:
 def _check_streams(graph: _Graph, streams: Sequence[str]) -> None:
     undriven = sorted(graph.tags - set(streams) - {"params"})
     if undriven:
-        raise ValueError(f"rng_streams: expected every RNG stream the module keeps to be named, got "
-                         f"{list(streams)} while the module keeps {sorted(graph.tags)}")
+        raise ValueError(
+            f"rng_streams: expected every RNG stream the module keeps to be named, got "
+            f"{list(streams)} while the module keeps {sorted(graph.tags)}"
+        )
 
 
-def from_nnx(module_factory: Callable, *, input_shape: tuple[int, ...] | None = None, name: str | None = None,
-             rng_streams: Sequence[str] = ("dropout",)) -> Model:
+def from_nnx(
+    module_factory: Callable,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    name: str | None = None,
+    rng_streams: Sequence[str] = ("dropout",),
+) -> Model:
     """Adapts a Flax NNX module, built by `module_factory(rngs)`, whose `__call__(x)` maps
     x: [batch, *input_shape] to outputs [batch, classes].
 
@@ -149,8 +160,10 @@ def from_nnx(module_factory: Callable, *, input_shape: tuple[int, ...] | None = 
         module = _merge(graph.train if train else graph.eval, graph, variables)
         if train and graph.tags - {"params"}:
             if key is None:
-                raise ValueError(f"key: expected the step's PRNG key to train a module with RNG streams "
-                                 f"{sorted(graph.tags)}, got None")
+                raise ValueError(
+                    f"key: expected the step's PRNG key to train a module with RNG streams "
+                    f"{sorted(graph.tags)}, got None"
+                )
             _nnx().reseed(module, **_stream_keys(key, streams))
         outputs = module(x)
         if not train:
@@ -170,14 +183,24 @@ def _check_like(variables: Variables, shapes: Variables, name: str) -> None:
         want = {k: v.shape for k, v in traverse_util.flatten_dict(tree).items()}
         got = {k: tuple(jnp.shape(v)) for k, v in traverse_util.flatten_dict(variables[c]).items()}
         if want != got:
-            diff = sorted(f"{'/'.join(map(str, k))}: {got.get(k)} (module {want.get(k)})"
-                          for k in set(want) | set(got) if want.get(k) != got.get(k))
-            raise ValueError(f"{name}[{c!r}]: expected one model's variables with the module's shapes "
-                             f"(pick one member of a seed study first), got {diff[:4]}")
+            diff = sorted(
+                f"{'/'.join(map(str, k))}: {got.get(k)} (module {want.get(k)})"
+                for k in set(want) | set(got)
+                if want.get(k) != got.get(k)
+            )
+            raise ValueError(
+                f"{name}[{c!r}]: expected one model's variables with the module's shapes "
+                f"(pick one member of a seed study first), got {diff[:4]}"
+            )
 
 
-def to_nnx(module_factory: Callable, variables: Variables, *, key: jax.Array | None = None,
-           rng_streams: Sequence[str] = ("dropout",)):
+def to_nnx(
+    module_factory: Callable,
+    variables: Variables,
+    *,
+    key: jax.Array | None = None,
+    rng_streams: Sequence[str] = ("dropout",),
+):
     """The user's own NNX module (as `module_factory` builds it) holding `variables` (one model's,
     e.g. `fit(...).variables`), for use outside nnlab: `module.eval(); module(x)`.
 

@@ -43,9 +43,19 @@ class Summary(NamedTuple):
 
     def table(self) -> str:
         """The per-layer table (layer, type, output shape, parameters, MACs) with totals, as text."""
-        rows = [{"layer": c.name, "type": c.kind, "output": "x".join(map(str, c.output_shape)),
-                 "params": f"{c.params:,}", "MACs": f"{c.macs:,}"} for c in self.layers]
-        rows.append({"layer": "total", "type": "", "output": "", "params": f"{self.params:,}", "MACs": f"{self.macs:,}"})
+        rows = [
+            {
+                "layer": c.name,
+                "type": c.kind,
+                "output": "x".join(map(str, c.output_shape)),
+                "params": f"{c.params:,}",
+                "MACs": f"{c.macs:,}",
+            }
+            for c in self.layers
+        ]
+        rows.append(
+            {"layer": "total", "type": "", "output": "", "params": f"{self.params:,}", "MACs": f"{self.macs:,}"}
+        )
         return format_table(rows)
 
 
@@ -74,9 +84,15 @@ def _trace(model: Model, x: jax.ShapeDtypeStruct) -> tuple[dict, list[LayerCost]
         if context.method_name == "__call__" and isinstance(module, _LAYERS):
             params = module.variables.get("params", {})
             kernel = params.get("kernel")
-            costs.append(LayerCost("/".join(module.path) or type(module).__name__, type(module).__name__,
-                                   tuple(y.shape[1:]), count_params(params),
-                                   _macs(module, args[0], y, None if kernel is None else tuple(kernel.shape))))
+            costs.append(
+                LayerCost(
+                    "/".join(module.path) or type(module).__name__,
+                    type(module).__name__,
+                    tuple(y.shape[1:]),
+                    count_params(params),
+                    _macs(module, args[0], y, None if kernel is None else tuple(kernel.shape)),
+                )
+            )
         return y
 
     with nn.intercept_methods(record):

@@ -23,8 +23,8 @@ class TrainConfig:
     of the explicit L2 / L1 terms added to the loss (for 'adamw', weight_decay is the
     decoupled decay instead). With validation data, `fit` returns the parameters of the
     epoch with the best validation error; patience None trains all epochs, otherwise
-    training stops after `patience` epochs without a better validation error. `augmentation` draws a fresh variant of every training image
-    inside each step (evaluation never augments).
+    training stops after `patience` epochs without a better validation error. `augmentation`
+    draws a fresh variant of every training image inside each step (evaluation never augments).
 
     engine: how an epoch's steps run (see nnlab.train.ENGINES): 'auto' picks per backend,
       'step' dispatches one compiled step per batch, 'unroll' compiles `unroll` steps as one
@@ -61,8 +61,12 @@ class TrainConfig:
         check_positive(self.epochs, name="epochs", integer=True)
         if self.batch_size is not None:
             check_positive(self.batch_size, name="batch_size", integer=True)
-        for name, choices in (("optimizer", OPTIMIZERS), ("loss", sorted(LOSSES)), ("engine", ENGINES),
-                              ("compute_dtype", COMPUTE_DTYPES)):
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("loss", sorted(LOSSES)),
+            ("engine", ENGINES),
+            ("compute_dtype", COMPUTE_DTYPES),
+        ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
         check_positive(self.learning_rate, name="learning_rate")
@@ -78,6 +82,6 @@ class TrainConfig:
             raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
         check_positive(self.member_shards, name="member_shards", integer=True)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)

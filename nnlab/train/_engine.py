@@ -17,7 +17,8 @@ chunks of 8 unrolled steps took 0.7x the per-step time (benchmarks/README.md).
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,10 +59,12 @@ def pick_engine(engine: str, platform: str, *, convolution: bool = True) -> str:
 
 def mask_members(active: jax.Array, new, old):
     """Leaves of `new` for active members, of `old` for stopped ones (PRNG keys never change in a step)."""
+
     def pick(n, o):
         if jnp.issubdtype(n.dtype, jax.dtypes.prng_key):
             return n
         return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+
     return jax.tree.map(pick, new, old)
 
 
@@ -82,6 +85,7 @@ def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Cal
 
 def _per_call(step: Callable, chunk: int) -> Callable:
     """An epoch as compiled calls of `chunk` steps each (the remainder in one shorter call)."""
+
     @functools.cache
     def call(count: int) -> Callable:
         def steps(state, metrics, t, active, x_all, y_all, order):
@@ -90,6 +94,7 @@ def _per_call(step: Callable, chunk: int) -> Callable:
                 state, metrics = step(state, metrics, active, x_all, y_all, idx)
                 t = t + 1
             return state, metrics, t
+
         return jax.jit(steps, donate_argnums=(0, 1))
 
     def run(state, active, x_all, y_all, order):

@@ -11,7 +11,8 @@ import contextlib
 import functools
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,7 @@ class FitResult(NamedTuple):
 
     @property
     def epoch_seconds(self) -> list[float]:
+        """Seconds of each epoch (the first includes compilation)."""
         return [h["seconds"] for h in self.history]
 
 
@@ -88,6 +90,7 @@ class FitManyResult(NamedTuple):
 
     @property
     def size(self) -> int:
+        """The number of members S."""
         return len(self.histories)
 
 
@@ -99,13 +102,17 @@ def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, Any
     if model.objective is not None:
         lengths = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(data.y)}
         if lengths != {x.shape[0]}:
-            raise ValueError(f"{name}.y: expected targets with a leading axis of {x.shape[0]} (one per sample), "
-                             f"got leading axes {sorted(map(str, lengths))}")
+            raise ValueError(
+                f"{name}.y: expected targets with a leading axis of {x.shape[0]} (one per sample), "
+                f"got leading axes {sorted(map(str, lengths))}"
+            )
         return x, data.y
     y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y").astype(np.int32)
     # the model's outputs for one sample (traced, nothing computed): [1, classes] bounds the labels
-    outputs = jax.eval_shape(lambda xb: model.apply(model.init(jax.random.key(0), xb), xb, train=False)[0],
-                             jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)).shape
+    outputs = jax.eval_shape(
+        lambda xb: model.apply(model.init(jax.random.key(0), xb), xb, train=False)[0],
+        jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32),
+    ).shape
     if len(outputs) == 2:
         check_label_range(y, outputs=outputs[-1], name=f"{name}.y")
     return x, y
@@ -120,23 +127,28 @@ def _means(records: list[dict]) -> dict:
 
 def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, errors: bool) -> dict:
     count = row[_COL["train_count"]]
-    return {"epoch": epoch, "train_loss": float(row[_COL["train_loss_sum"]] / count),
-            "train_error": float(row[_COL["train_errors"]] / count) if errors else None,
-            "val_loss": float(row[_COL["val_loss"]]) if validate else None,
-            "val_error": float(row[_COL["val_error"]]) if validate and errors else None,
-            "seconds": seconds}
+    return {
+        "epoch": epoch,
+        "train_loss": float(row[_COL["train_loss_sum"]] / count),
+        "train_error": float(row[_COL["train_errors"]] / count) if errors else None,
+        "val_loss": float(row[_COL["val_loss"]]) if validate else None,
+        "val_error": float(row[_COL["val_error"]]) if validate and errors else None,
+        "seconds": seconds,
+    }
 
 
-def _epoch_program(engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout,
-                   scan_validation: bool) -> Callable:
+def _epoch_program(
+    engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout, scan_validation: bool
+) -> Callable:
     """run_epoch(state, tracker, x_all, y_all, val_data, epoch) -> (state, tracker, report [S, 8]):
     the epoch's data order, its steps, validation and `end_epoch`. A traced engine ('scan')
     makes this one compiled program; otherwise the engine's calls, the validation and the
     bookkeeping are dispatched one after another, with no host sync until the report."""
     order_of = jax.vmap(functools.partial(epoch_order, n=n, batch_size=batch), in_axes=(0, None))
     validate = None if val is None else make_validator(make_eval_batch(eval_objective), scan=scan_validation)
-    finish = functools.partial(end_epoch, n_val=0 if val is None else val[0].shape[0],
-                               patience=config.patience if val is not None else None)
+    finish = functools.partial(
+        end_epoch, n_val=0 if val is None else val[0].shape[0], patience=config.patience if val is not None else None
+    )
     out_shardings = (layout.members, layout.members, layout.replicated)
 
     def order_for(state, epoch):
@@ -147,26 +159,45 @@ def _epoch_program(engine, eval_objective, *, n: int, batch: int, val, config: T
         def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
             state, metrics = engine.run(state, tracker.active, x_all, y_all, order_for(state, epoch))
             return finish(state, tracker, metrics, None if validate is None else validate(state.variables, *val_data))
+
         return run_epoch
 
     if engine.traced:
         return jax.jit(epoch_of(order_for, validate, finish), donate_argnums=(0, 1), out_shardings=out_shardings)
-    return epoch_of(jax.jit(order_for), jax.jit(validate) if validate is not None and scan_validation else validate,
-                    jax.jit(finish, donate_argnums=(0, 1), out_shardings=out_shardings))
+    return epoch_of(
+        jax.jit(order_for),
+        jax.jit(validate) if validate is not None and scan_validation else validate,
+        jax.jit(finish, donate_argnums=(0, 1), out_shardings=out_shardings),
+    )
 
 
-def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainConfig, *,
-           hparams: dict | None, tx: optax.GradientTransformation | None, state: TrainState | None,
-           callbacks: Sequence[Callback], checkpointer: Checkpointer | None, resume: bool,
-           bar: Progress, epoch_offset: int, raise_on_divergence: bool) -> FitManyResult:
+def _train(
+    model: Model,
+    x: np.ndarray,
+    y,
+    val,
+    keys: jax.Array,
+    config: TrainConfig,
+    *,
+    hparams: dict | None,
+    tx: optax.GradientTransformation | None,
+    state: TrainState | None,
+    callbacks: Sequence[Callback],
+    checkpointer: Checkpointer | None,
+    resume: bool,
+    bar: Progress,
+    epoch_offset: int,
+    raise_on_divergence: bool,
+) -> FitManyResult:
     """The one training loop: S = keys.shape[0] members on (x, y), validated on `val` = (x, y) or None;
     the result of one program (chunks=1)."""
     S, n = keys.shape[0], x.shape[0]
     batch = n if config.batch_size is None else min(config.batch_size, n)
     learning_rate = config.learning_rate if tx is None else None  # a custom tx has its own
     tx = make_tx(config, n // batch) if tx is None else tx
-    step = make_train_step(model_objective(with_compute_dtype(model, config.compute_dtype), config.loss), tx,
-                           config.augmentation)
+    step = make_train_step(
+        model_objective(with_compute_dtype(model, config.compute_dtype), config.loss), tx, config.augmentation
+    )
     eval_objective = model_objective(model, config.loss)
     layout = make_layout(config.devices, config.member_shards, members=S, batch_size=batch)
     members = layout.members
@@ -183,23 +214,38 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
         tracker = Tracker.from_json(log["tracker"], restored.best_variables)
         histories, done, stopped = [list(h) for h in log["histories"]], log["epoch"], log["stopped"]
         if done > config.epochs:
-            raise ValueError(f"epochs: expected at least the {done} epochs of the checkpoint {restored.path} "
-                             f"to resume, got {config.epochs}")
+            raise ValueError(
+                f"epochs: expected at least the {done} epochs of the checkpoint {restored.path} "
+                f"to resume, got {config.epochs}"
+            )
 
     # shapes of one member's state and batch: what the step is traced with, nothing computed
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
     x_spec = jax.ShapeDtypeStruct((batch, *x.shape[1:]), jnp.float32)
     y_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch, *np.shape(a)[1:]), np.asarray(a).dtype), y)
-    errors = jax.eval_shape(functools.partial(eval_objective, train=False, key=None), one.variables, x_spec,
-                            y_spec)[1] is not None
+    errors = (
+        jax.eval_shape(functools.partial(eval_objective, train=False, key=None), one.variables, x_spec, y_spec)[1]
+        is not None
+    )
     convolution = step_has_convolution(step, one, x_spec, y_spec)
     engine_name = pick_engine(config.engine, jax.devices()[0].platform, convolution=convolution)
     engine = make_engine(members_step(step, layout.batch), engine_name, unroll=config.unroll)
     x_dev, y_dev = put(x, layout.replicated), put(y, layout.replicated)
-    run_epoch = _epoch_program(engine, eval_objective, n=n, batch=batch, val=val, config=config, layout=layout,
-                               scan_validation=engine.traced or not convolution)
-    val_data = None if val is None else put(
-        padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])), layout.replicated)
+    run_epoch = _epoch_program(
+        engine,
+        eval_objective,
+        n=n,
+        batch=batch,
+        val=val,
+        config=config,
+        layout=layout,
+        scan_validation=engine.traced or not convolution,
+    )
+    val_data = (
+        None
+        if val is None
+        else put(padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])), layout.replicated)
+    )
 
     start = time.perf_counter()
     active = np.asarray(jax.device_get(tracker.active))
@@ -212,8 +258,10 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
                 state, tracker, report = run_epoch(state, tracker, x_dev, y_dev, val_data, epoch - 1)
                 rows = np.asarray(jax.device_get(report))
                 seconds = time.perf_counter() - t0
-                records = {i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
-                           for i in np.flatnonzero(active)}
+                records = {
+                    i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
+                    for i in np.flatnonzero(active)
+                }
                 diverged = [i for i in records if not rows[i, _COL["finite"]]]
                 if diverged and raise_on_divergence:
                     raise DivergenceError(divergence_message(epoch, records[diverged[0]], learning_rate))
@@ -225,42 +273,80 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
                 listed = [records.get(i) for i in range(S)]
                 stopped = any([bool(cb(epoch, state, listed)) for cb in callbacks]) or not active.any()
                 done, interrupt = epoch, signals.requested and not stopped and epoch < config.epochs
-                if checkpointer is not None and (stopped or interrupt or epoch == config.epochs
-                                                 or epoch % checkpointer.every == 0):
-                    checkpointer.save(state, epoch=epoch, best_variables=tracker.best_variables,
-                                      score=None if val is None else (means.get("val_error", 0.0), means["val_loss"]),
-                                      log={"epoch": epoch, "stopped": stopped, "members": S, "histories": histories,
-                                           "tracker": tracker.to_json()})
+                if checkpointer is not None and (
+                    stopped or interrupt or epoch == config.epochs or epoch % checkpointer.every == 0
+                ):
+                    checkpointer.save(
+                        state,
+                        epoch=epoch,
+                        best_variables=tracker.best_variables,
+                        score=None if val is None else (means.get("val_error", 0.0), means["val_loss"]),
+                        log={
+                            "epoch": epoch,
+                            "stopped": stopped,
+                            "members": S,
+                            "histories": histories,
+                            "tracker": tracker.to_json(),
+                        },
+                    )
                 if interrupt:
                     if checkpointer is not None:
                         checkpointer.wait()
-                    raise Interrupted(signals.requested, epoch=epoch,
-                                      checkpoint=None if checkpointer is None else checkpointer.path(epoch))
+                    raise Interrupted(
+                        signals.requested,
+                        epoch=epoch,
+                        checkpoint=None if checkpointer is None else checkpointer.path(epoch),
+                    )
             if checkpointer is not None:
                 checkpointer.wait()
         except Interrupted as e:
             if e.epoch is not None:
                 raise
-            raise Interrupted(e.signum, epoch=done, during_epoch=True,  # a second signal, mid-epoch
-                              checkpoint=None if checkpointer is None else checkpointer.latest()) from None
+            raise Interrupted(
+                e.signum,
+                epoch=done,
+                during_epoch=True,  # a second signal, mid-epoch
+                checkpoint=None if checkpointer is None else checkpointer.latest(),
+            ) from None
     seconds = time.perf_counter() - start
     best_epoch, diverged = jax.device_get((tracker.best_epoch, tracker.diverged))
     best_epochs = [int(b) if val is not None else len(h) for b, h in zip(best_epoch, histories, strict=True)]
     variables = state.variables if tracker.best_variables is None else tracker.best_variables
-    return FitManyResult(variables, state, histories, best_epochs, [len(h) for h in histories],
-                         [len(h) < config.epochs for h in histories], [int(d) for d in diverged], seconds,
-                         chunks=1, engine=engine_name)
+    return FitManyResult(
+        variables,
+        state,
+        histories,
+        best_epochs,
+        [len(h) for h in histories],
+        [len(h) < config.epochs for h in histories],
+        [int(d) for d in diverged],
+        seconds,
+        chunks=1,
+        engine=engine_name,
+    )
 
 
 def _concat(trees):
     return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
 
 
-def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
-             hparams: dict | None = None, state: TrainState | None = None,
-             tx: optax.GradientTransformation | None = None, callbacks: Sequence[Callback] = (),
-             checkpointer: Checkpointer | None = None, resume: bool = False, max_members: int | None = None,
-             progress: bool | None = None, _raise_on_divergence: bool = False) -> FitManyResult:
+def fit_many(
+    model: Model,
+    train: Dataset,
+    *,
+    keys,
+    config: TrainConfig = TrainConfig(),
+    val: Dataset | None = None,
+    hparams: dict | None = None,
+    state: TrainState | None = None,
+    tx: optax.GradientTransformation | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
+    max_members: int | None = None,
+    progress: bool | None = None,
+    _raise_on_divergence: bool = False,
+) -> FitManyResult:
     """Trains S = len(keys) copies of `model` as one vmapped, jitted program (member i from root key keys[i]).
 
     train: x [n, *model.input_shape], y [n] class labels (or a pytree of [n, ...] targets for
@@ -282,8 +368,10 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
     key_data = jax.random.key_data(member_keys(keys))  # [S, 2]: each chunk wraps fresh keys from it
     S = key_data.shape[0]
     if config.patience is not None and val is None:  # early stopping watches the validation error
-        raise ValueError(f"patience: expected validation data (val=..., or n_val > 0) to stop on, "
-                         f"got patience={config.patience} and val=None")
+        raise ValueError(
+            f"patience: expected validation data (val=..., or n_val > 0) to stop on, "
+            f"got patience={config.patience} and val=None"
+        )
     x, y = _check_data(model, train, "train")
     val_xy = None if val is None else _check_data(model, val, "val")
     if val is not None and model.objective is None and val.num_classes != train.num_classes:
@@ -299,34 +387,73 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
     starts = list(range(0, S, size))
     if len(starts) > 1:
         if checkpointer is not None:
-            raise ValueError(f"checkpointer: expected all {S} members in one program to checkpoint them, "
-                             f"got chunks of {size}; raise max_members")
-        print(f"fit_many: {S} members in chunks of max_members={max_members}: running {len(starts)} programs",
-              file=sys.stderr)
+            raise ValueError(
+                f"checkpointer: expected all {S} members in one program to checkpoint them, "
+                f"got chunks of {size}; raise max_members"
+            )
+        print(
+            f"fit_many: {S} members in chunks of max_members={max_members}: running {len(starts)} programs",
+            file=sys.stderr,
+        )
     bar = Progress(config.epochs * len(starts), label=f"fit[{S}]" if S > 1 else "train", enabled=progress)
     # a second writer fails at `checkpointer.open()`, before anything is trained
     with contextlib.closing(bar), contextlib.nullcontext() if checkpointer is None else checkpointer.open():
         if checkpointer is not None and not resume and checkpointer.latest() is not None:
-            raise ValueError(f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
-                             f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
-                             f"empty folder")
-        runs = [_train(model, x, y, val_xy, jax.random.wrap_key_data(key_data[s:s + size]), config,
-                       hparams=None if hp is None else {k: v[s:s + size] for k, v in hp.items()}, tx=tx,
-                       state=state, callbacks=callbacks, checkpointer=checkpointer, resume=resume, bar=bar,
-                       epoch_offset=c * config.epochs, raise_on_divergence=_raise_on_divergence)
-                for c, s in enumerate(starts)]
+            raise ValueError(
+                f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
+                f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
+                f"empty folder"
+            )
+        runs = [
+            _train(
+                model,
+                x,
+                y,
+                val_xy,
+                jax.random.wrap_key_data(key_data[s : s + size]),
+                config,
+                hparams=None if hp is None else {k: v[s : s + size] for k, v in hp.items()},
+                tx=tx,
+                state=state,
+                callbacks=callbacks,
+                checkpointer=checkpointer,
+                resume=resume,
+                bar=bar,
+                epoch_offset=c * config.epochs,
+                raise_on_divergence=_raise_on_divergence,
+            )
+            for c, s in enumerate(starts)
+        ]
     if len(runs) == 1:
         return runs[0]
-    per_member = {f: [v for r in runs for v in getattr(r, f)]
-                  for f in ("histories", "best_epochs", "epochs_run", "stopped_early", "diverged")}
-    return FitManyResult(_concat([r.variables for r in runs]), _concat([r.state for r in runs]), **per_member,
-                         train_seconds=sum(r.train_seconds for r in runs), chunks=len(runs), engine=runs[0].engine)
+    per_member = {
+        f: [v for r in runs for v in getattr(r, f)]
+        for f in ("histories", "best_epochs", "epochs_run", "stopped_early", "diverged")
+    }
+    return FitManyResult(
+        _concat([r.variables for r in runs]),
+        _concat([r.state for r in runs]),
+        **per_member,
+        train_seconds=sum(r.train_seconds for r in runs),
+        chunks=len(runs),
+        engine=runs[0].engine,
+    )
 
 
-def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
-        state: TrainState | None = None, tx: optax.GradientTransformation | None = None,
-        callbacks: Sequence[Callback] = (), checkpointer: Checkpointer | None = None, resume: bool = False,
-        progress: bool | None = None) -> FitResult:
+def fit(
+    model: Model,
+    train: Dataset,
+    *,
+    key,
+    config: TrainConfig = TrainConfig(),
+    val: Dataset | None = None,
+    state: TrainState | None = None,
+    tx: optax.GradientTransformation | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> FitResult:
     """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch:
     `fit_many` with the single member `key` (a jax.random.key or an int seed), its member axis
     squeezed. Raises DivergenceError when the loss or the parameters turn NaN or Inf.
@@ -339,8 +466,27 @@ def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(
     uninterrupted run would.
     """
     squeezed = [lambda epoch, s, records, cb=cb: cb(epoch, member(s, 0), records[0]) for cb in callbacks]
-    many = fit_many(model, train, keys=[as_key(key)], config=config, val=val, tx=tx, callbacks=squeezed,
-                    state=None if state is None else stack([state]), checkpointer=checkpointer, resume=resume,
-                    progress=progress, _raise_on_divergence=True)
-    return FitResult(member(many.variables, 0), member(many.state, 0), many.histories[0], many.best_epochs[0],
-                     many.epochs_run[0], many.stopped_early[0], many.train_seconds, many.engine)
+    many = fit_many(
+        model,
+        train,
+        keys=[as_key(key)],
+        config=config,
+        val=val,
+        tx=tx,
+        callbacks=squeezed,
+        state=None if state is None else stack([state]),
+        checkpointer=checkpointer,
+        resume=resume,
+        progress=progress,
+        _raise_on_divergence=True,
+    )
+    return FitResult(
+        member(many.variables, 0),
+        member(many.state, 0),
+        many.histories[0],
+        many.best_epochs[0],
+        many.epochs_run[0],
+        many.stopped_early[0],
+        many.train_seconds,
+        many.engine,
+    )

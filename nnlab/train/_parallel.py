@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 class Layout(NamedTuple):
@@ -46,8 +47,13 @@ def make_layout(devices: int, member_shards: int, *, members: int, batch_size: i
     if batch_size % data:
         raise ValueError(f"batch_size: expected a multiple of the {data} devices of the 'data' axis, got {batch_size}")
     mesh = Mesh(np.asarray(available[:count]).reshape(member_shards, data), ("members", "data"))
-    return Layout(mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P("members")),
-                  NamedSharding(mesh, P("members", "data")), NamedSharding(mesh, P("members", None, "data")))
+    return Layout(
+        mesh,
+        NamedSharding(mesh, P()),
+        NamedSharding(mesh, P("members")),
+        NamedSharding(mesh, P("members", "data")),
+        NamedSharding(mesh, P("members", None, "data")),
+    )
 
 
 def put(value, sharding: NamedSharding | None):
@@ -55,5 +61,6 @@ def put(value, sharding: NamedSharding | None):
     processes (every process passes the same full value)."""
     if sharding is None:
         return jax.device_put(value)
-    return jax.tree.map(lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]),
-                        value)
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]), value
+    )
