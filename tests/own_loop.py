@@ -1,5 +1,6 @@
 """What test_nnx.py and test_equinox.py share: `nnlab.fit`'s randomness and data order written out
-once for their hand-written training loops, a learnable synthetic data set, and tree comparison.
+once for their hand-written training loops, a learnable synthetic data set, tree comparison, and
+a run checkpointed, cut short and resumed.
 
 `fit_schedule` mirrors nnlab.train's rules (`_keys.py`, `init_state`, `epoch_order`,
 `make_train_step` without augmentation); when the trainer changes them, it is the one to update.
@@ -50,3 +51,23 @@ def assert_trees_close(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> None:
     """Same structure, and every pair of leaves equal within rtol and atol."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol), a, b)
+
+
+def resumed_like_whole(model: nnlab.Model, train, val, config: nnlab.TrainConfig, folder):
+    """(whole, best_variables): a `fit` of `config.epochs` epochs, and the best variables of a run
+    checkpointed in folder/part, stopped after epochs - 1 and resumed; asserts that the resumed run
+    ends bitwise as the whole one and that its checkpoint holds the whole run's final state."""
+    whole = nnlab.fit(
+        model, train, key=4, config=config, val=val, progress=False, checkpointer=nnlab.Checkpointer(folder / "whole")
+    )
+    part = nnlab.Checkpointer(folder / "part")
+    nnlab.fit(
+        model, train, key=4, config=config.replace(epochs=config.epochs - 1), val=val, progress=False, checkpointer=part
+    )
+    resumed = nnlab.fit(model, train, key=4, config=config, val=val, progress=False, checkpointer=part, resume=True)
+    assert [h["epoch"] for h in resumed.history] == list(range(1, config.epochs + 1))
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.variables, whole.state.variables)
+    jax.tree.map(np.testing.assert_array_equal, resumed.variables, whole.variables)
+    restored = part.restore(nnlab.train.stack([whole.state]))  # fit's checkpoints hold a member axis [1, ...]
+    jax.tree.map(np.testing.assert_array_equal, nnlab.train.member(restored.state, 0).variables, whole.state.variables)
+    return whole, nnlab.train.member(restored.best_variables, 0)

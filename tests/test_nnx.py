@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from own_loop import assert_trees_close, fit_schedule, labelled_data
+from own_loop import assert_trees_close, fit_schedule, labelled_data, resumed_like_whole
 
 import nnlab
 
@@ -164,18 +164,8 @@ def test_three_members_equal_three_separate_fits():
 def test_checkpoint_and_resume_end_like_the_uninterrupted_run(tmp_path):
     train, val = dataset("mlp", 48, seed=2), dataset("mlp", 20, seed=3)
     model, config = model_of("mlp"), CONFIG.replace(epochs=3)
-    whole = nnlab.fit(
-        model, train, key=4, config=config, val=val, progress=False, checkpointer=nnlab.Checkpointer(tmp_path / "whole")
-    )
-    part = nnlab.Checkpointer(tmp_path / "part")
-    nnlab.fit(model, train, key=4, config=config.replace(epochs=2), val=val, progress=False, checkpointer=part)
-    resumed = nnlab.fit(model, train, key=4, config=config, val=val, progress=False, checkpointer=part, resume=True)
-    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
-    jax.tree.map(np.testing.assert_array_equal, resumed.state.variables, whole.state.variables)
-    jax.tree.map(np.testing.assert_array_equal, resumed.variables, whole.variables)
-    restored = part.restore(nnlab.train.stack([whole.state]))  # fit's checkpoints hold a member axis [1, ...]
-    jax.tree.map(np.testing.assert_array_equal, nnlab.train.member(restored.state, 0).variables, whole.state.variables)
-    module = nnlab.nn.to_nnx(factory("mlp"), nnlab.train.member(restored.best_variables, 0))
+    whole, best = resumed_like_whole(model, train, val, config, tmp_path)
+    module = nnlab.nn.to_nnx(factory("mlp"), best)
     module.eval()
     assert_trees_close(module(jnp.asarray(val.x)), model.apply(whole.variables, jnp.asarray(val.x), train=False)[0])
 
