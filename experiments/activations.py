@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import metadata, parser, pm, settings, subset  # noqa: E402
+from _common import finish, metadata, parser, pm, settings, split  # noqa: E402
 
 import nnlab  # noqa: E402
 
@@ -130,17 +130,11 @@ def main() -> None:
     cfg = settings(args, SMALL, FULL)
     started = time.perf_counter()
     train, test = nnlab.fashion_mnist(args.data_dir)
-    splits = nnlab.data.train_val_test(
-        subset(train, cfg["n_train"] + cfg["n_val"]), test, n_val=cfg["n_val"], key=nnlab.train.as_key(0)
-    )
+    splits = split(train, test, cfg)
     runs = [study(a, splits, cfg, list(range(cfg["seeds"]))) for a in ACTIVATIONS]
     print(nnlab.report.format_table(rows_of(runs)))
     results = {"rows": rows_of(runs), "runs": runs, "learning_rate": LEARNING_RATE, **metadata(args, started, cfg)}
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(runs, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(runs, path))
 
 
 if __name__ == "__main__":

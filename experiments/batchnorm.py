@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import metadata, parser, pm, settings, subset  # noqa: E402
+from _common import finish, metadata, parser, pm, settings, split  # noqa: E402
 
 import nnlab  # noqa: E402
 from nnlab.nn import BatchNorm  # noqa: E402
@@ -172,9 +172,7 @@ def main() -> None:
     cfg = settings(args, SMALL, FULL)
     started = time.perf_counter()
     train, test = nnlab.fashion_mnist(args.data_dir)
-    splits = nnlab.data.train_val_test(
-        subset(train, cfg["n_train"] + cfg["n_val"]), test, n_val=cfg["n_val"], key=nnlab.train.as_key(0)
-    )
+    splits = split(train, test, cfg)
     seeds = list(range(cfg["seeds"]))
     runs = [train_net(bn, splits, cfg, seeds) for bn in (False, True)]
     rows = rows_of(runs, cfg)
@@ -182,11 +180,7 @@ def main() -> None:
     largest = {("BN" if r["batch_norm"] else "no BN"): largest_training_lr(r) for r in runs}
     print(f"largest learning rate at which every seed trains (best validation error < {TRAINS:.0%}): {largest}")
     results = {"rows": rows, "largest_training_lr": largest, "runs": runs, **metadata(args, started, cfg)}
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(runs, cfg, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(runs, cfg, path))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import optax
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import metadata, parser, pm, settings, subset  # noqa: E402
+from _common import finish, metadata, parser, pm, settings, split  # noqa: E402
 
 import nnlab  # noqa: E402
 
@@ -105,9 +105,7 @@ def quadratic(cfg: dict, seeds: list[int]) -> dict:
 
 def mnist_runs(cfg: dict, seeds: list[int], data_dir) -> list[dict]:
     train, test = nnlab.mnist(data_dir)
-    splits = nnlab.data.train_val_test(
-        subset(train, cfg["n_train"] + cfg["n_val"]), test, n_val=cfg["n_val"], key=nnlab.train.as_key(0)
-    )
+    splits = split(train, test, cfg)
     base = nnlab.nn.mlp([784, 100, 100, 10], activation="relu", input_shape=(28, 28, 1))
     models = {
         "raw pixels": base,
@@ -218,11 +216,7 @@ def main() -> None:
         "tolerance": TOL,
         **metadata(args, started, cfg),
     }
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(quad, runs, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(quad, runs, path))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import compilation_cache, metadata, parser, pm, settings, spread, subset  # noqa: E402
+from _common import compilation_cache, finish, metadata, parser, pm, settings, spread, subset  # noqa: E402
 
 import nnlab  # noqa: E402
 from nnlab.nn import BatchNorm, GlobalAvgPool, ResidualBlock, conv  # noqa: E402
@@ -233,11 +233,7 @@ def main() -> None:
         )
     print(f"  at initialisation: {np.round(np.mean(wd_run['init_branch_norms'], 0), 3).tolist()}")
     results = {"rows": rows_of(runs), "runs": runs, "weight_decay": WEIGHT_DECAY, **metadata(args, started, cfg)}
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(runs, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(runs, path))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import compilation_cache, metadata, parser, pm, settings, subset  # noqa: E402
+from _common import compilation_cache, finish, metadata, parser, pm, settings, subset  # noqa: E402
 
 import nnlab  # noqa: E402
 from nnlab.nn import GlobalAvgPool, MaxPool, conv, conv1x1  # noqa: E402
@@ -164,11 +164,7 @@ def main() -> None:
     cnn_rows = cnn_study(subset(ftrain, cfg["cnn_train"]), ftest, cfg, seeds)
     print(nnlab.report.format_table(cnn_rows, ["net", "params", "head_params", "MACs", "test_error_%"]))
     results = {"spirals": spiral_rows, "mnist": mnist_rows, "cnn": cnn_rows, **metadata(args, started, cfg)}
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(spiral_rows, mnist_rows, cnn_rows, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(spiral_rows, mnist_rows, cnn_rows, path))
 
 
 if __name__ == "__main__":
