@@ -4,7 +4,7 @@ structured targets, their own training objective)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import flax.linen as nn
 import jax
@@ -61,7 +61,16 @@ def from_linen(module: nn.Module, *, input_shape: tuple[int, ...] | None = None,
     return Model(init, apply, input_shape, name or type(module).__name__)
 
 
-def with_normalization(model: Model, normalization: Callable[[jax.Array], jax.Array]) -> Model:
+class Normalizer(Protocol):
+    """x: [batch, ...] -> normalized x of the same shape (e.g. `nnlab.data.Normalization`).
+
+    A protocol rather than `Callable[[jax.Array], jax.Array]`: mypy does not count a NamedTuple's
+    `__call__` as a Callable (python/mypy#9858)."""
+
+    def __call__(self, x: jax.Array, /) -> jax.Array: ...
+
+
+def with_normalization(model: Model, normalization: Normalizer) -> Model:
     """`model` applied to normalized inputs; the statistics travel in `variables['normalization']`
     so that a saved or restored model classifies with exactly the numbers it was trained with."""
 
