@@ -39,7 +39,7 @@ def identity(u: jnp.ndarray) -> jnp.ndarray:
     return u
 
 
-ACTIVATIONS: dict[str, Callable] = {
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": sigmoid,
     "tanh": tanh,
     "relu": relu,

@@ -4,6 +4,7 @@ parameters) and the rest, with `eqx.nn.State` as model state, recombined inside 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 from ._model import Model, Variables
 
 
-def _eqx():
+def _eqx() -> ModuleType:
     """equinox, imported on first use: it is an optional extra."""
     try:
         import equinox
@@ -22,12 +23,12 @@ def _eqx():
     return equinox
 
 
-def _is_param(leaf) -> bool:
+def _is_param(leaf: Any) -> bool:
     """A floating-point array (concrete or abstract): what the optimizer trains."""
     return isinstance(leaf, (jax.Array, np.ndarray, jax.ShapeDtypeStruct)) and jnp.issubdtype(leaf.dtype, jnp.inexact)
 
 
-def _build(model_factory: Callable, key: jax.Array):
+def _build(model_factory: Callable[[jax.Array], Any], key: jax.Array) -> tuple[Any, Any]:
     """(model, state) as `eqx.nn.make_with_state(model_factory)(key)` gives them (state empty when stateless)."""
     eqx = _eqx()
     model, state = eqx.nn.make_with_state(model_factory)(key)
@@ -49,7 +50,7 @@ class _Parts(NamedTuple):
     name: str
 
 
-def _parts(model_factory: Callable) -> _Parts:
+def _parts(model_factory: Callable[[jax.Array], Any]) -> _Parts:
     eqx = _eqx()
     model, state = eqx.filter_eval_shape(_build, model_factory, jax.random.key(0))
     params, static = eqx.partition(model, _is_param)
@@ -75,7 +76,7 @@ def _parts(model_factory: Callable) -> _Parts:
 
 
 def from_equinox(
-    model_factory: Callable,
+    model_factory: Callable[[jax.Array], Any],
     *,
     input_shape: tuple[int, ...] | None = None,
     name: str | None = None,
@@ -102,7 +103,9 @@ def from_equinox(
         params = eqx.filter(model, _is_param)
         return {"params": params} if parts.state is None else {"params": params, "state": state}
 
-    def apply(variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Variables]:
         if key is None:
             if train:
                 raise ValueError("key: expected the step's PRNG key to train an Equinox model, got None")
@@ -119,10 +122,11 @@ def from_equinox(
     return Model(init, apply, input_shape, name or parts.name)
 
 
-def _check_like(tree, spec, name: str) -> None:
+def _check_like(tree: Any, spec: Any, name: str) -> None:
     """Raises ValueError unless `tree` has the structure and leaf shapes of `spec`."""
     got, want = jax.tree_util.tree_flatten_with_path(tree), jax.tree_util.tree_flatten_with_path(spec)
-    if got[1] != want[1]:
+    # jaxlib 0.10 ships no stub for its _jax extension, so mypy cannot resolve PyTreeDef's __ne__
+    if got[1] != want[1]:  # type: ignore[operator]
         raise ValueError(f"{name}: expected the model's structure {want[1]}, got {got[1]}")
     wrong = [
         f"{jax.tree_util.keystr(p)}: {tuple(jnp.shape(a))} (model {s.shape})"
@@ -136,7 +140,7 @@ def _check_like(tree, spec, name: str) -> None:
         )
 
 
-def to_equinox(model_factory: Callable, variables: Variables):
+def to_equinox(model_factory: Callable[[jax.Array], Any], variables: Variables) -> Any:
     """The user's own Equinox model holding `variables` (one model's, e.g. `fit(...).variables`),
     as `eqx.nn.make_with_state(model_factory)(key)` returns it: `(model, state)` for a stateful
     model, else `model`; in training mode as built (`eqx.nn.inference_mode(model)` to evaluate)."""

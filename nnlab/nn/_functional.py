@@ -8,14 +8,15 @@ y = sigma(x W^T + s) with W: [out, in] and s: [out], identical numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from .._checks import check_positive
 from ._activations import ACTIVATIONS, check_activation, prelu
-from ._model import Model
+from ._model import Model, Variables
 
 PRELU_INIT = 0.25
 
@@ -25,7 +26,7 @@ def init_scale(fan_in: int, fan_out: int, activation: str) -> float:
     return math.sqrt(2.0 / (fan_in if activation in ("relu", "prelu") else fan_in + fan_out))
 
 
-def dense_init(key: jax.Array, n_in: int, n_out: int, *, activation: str = "identity") -> dict:
+def dense_init(key: jax.Array, n_in: int, n_out: int, *, activation: str = "identity") -> dict[str, jax.Array]:
     """One layer's parameters: W: [n_out, n_in] ~ N(0, scale^2), s: [n_out] = 0 (+ slope a for PReLU)."""
     W = init_scale(n_in, n_out, activation) * jax.random.normal(key, (n_out, n_in), jnp.float32)
     params = {"W": W, "s": jnp.zeros((n_out,), jnp.float32)}
@@ -34,7 +35,9 @@ def dense_init(key: jax.Array, n_in: int, n_out: int, *, activation: str = "iden
     return params
 
 
-def dense_apply(params: dict, x: jnp.ndarray, *, activation: str = "identity") -> jnp.ndarray:
+def dense_apply(
+    params: Mapping[str, jax.Array], x: Float[Array, "batch n_in"], *, activation: str = "identity"
+) -> Float[Array, "batch n_out"]:
     """y = sigma(x W^T + s) for x: [batch, n_in] -> y: [batch, n_out]."""
     u = x @ params["W"].T + params["s"][None, :]
     if activation == "prelu":
@@ -44,7 +47,7 @@ def dense_apply(params: dict, x: jnp.ndarray, *, activation: str = "identity") -
 
 def mlp_init(
     key: jax.Array, sizes: Sequence[int], *, activation: str = "sigmoid", output_activation: str = "identity"
-) -> list[dict]:
+) -> list[dict[str, jax.Array]]:
     """Parameters of an MLP with layer widths `sizes` = [n_in, hidden..., n_out]: one dict per layer."""
     if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
         raise ValueError(f"sizes: expected at least two positive integers [n_in, ..., n_out], got {list(sizes)}")
@@ -56,14 +59,14 @@ def mlp_init(
 
 
 def mlp_apply(
-    params: list[dict],
-    x: jnp.ndarray,
+    params: Sequence[Mapping[str, jax.Array]],
+    x: Float[Array, "batch ..."],
     *,
     activation: str = "sigmoid",
     output_activation: str = "identity",
     drop_rate: float = 0.0,
     key: jax.Array | None = None,
-) -> jnp.ndarray:
+) -> Float[Array, "batch n_out"]:
     """Forward pass of `mlp_init`'s network: x: [batch, ...] (flattened) -> [batch, n_out].
 
     With `drop_rate` > 0 and a `key`, each hidden unit is set to zero with probability
@@ -105,10 +108,12 @@ def mlp(
                 f"sizes[0]: expected {math.prod(input_shape)} inputs for input_shape {input_shape}, got {sizes[0]}"
             )
 
-    def init(key: jax.Array, x: jax.Array) -> dict:
+    def init(key: jax.Array, x: jax.Array) -> Variables:
         return {"params": mlp_init(key, sizes, activation=activation, output_activation=output_activation)}
 
-    def apply(variables: dict, x: jax.Array, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Variables]:
         return mlp_apply(
             variables["params"],
             x,

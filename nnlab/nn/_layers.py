@@ -165,7 +165,7 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        def pre(h, name):
+        def pre(h: jax.Array, name: str) -> jax.Array:
             return nn.relu(BatchNorm(name=f"{name}_bn")(h, train=train) if self.batch_norm else h)
 
         h = conv(self.features, 3, stride=self.stride, name="conv1")(pre(x, "pre1"))

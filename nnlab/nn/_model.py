@@ -4,7 +4,7 @@ structured targets, their own training objective)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import flax.linen as nn
 import jax
@@ -46,18 +46,31 @@ def from_linen(module: nn.Module, *, input_shape: tuple[int, ...] | None = None,
         k_params, k_dropout = jax.random.split(key)
         return dict(module.init({"params": k_params, "dropout": k_dropout}, x, train=False))
 
-    def apply(variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Variables]:
         rngs = {"dropout": key} if key is not None else {}
         mutable = [c for c in variables if c != "params"] if train else False
         if mutable:
             out, updates = module.apply(variables, x, train=train, rngs=rngs, mutable=mutable)
             return out, dict(updates)
-        return module.apply(variables, x, train=train, rngs=rngs), {}
+        # flax types apply's result as a union over `mutable`; with mutable=False it is the outputs alone
+        outputs: jax.Array = module.apply(variables, x, train=train, rngs=rngs)  # type: ignore[assignment]
+        return outputs, {}
 
     return Model(init, apply, input_shape, name or type(module).__name__)
 
 
-def with_normalization(model: Model, normalization) -> Model:
+class Normalizer(Protocol):
+    """x: [batch, ...] -> normalized x of the same shape (e.g. `nnlab.data.Normalization`).
+
+    A protocol rather than `Callable[[jax.Array], jax.Array]`: mypy does not count a NamedTuple's
+    `__call__` as a Callable (python/mypy#9858)."""
+
+    def __call__(self, x: jax.Array, /) -> jax.Array: ...
+
+
+def with_normalization(model: Model, normalization: Normalizer) -> Model:
     """`model` applied to normalized inputs; the statistics travel in `variables['normalization']`
     so that a saved or restored model classifies with exactly the numbers it was trained with."""
 
@@ -67,13 +80,18 @@ def with_normalization(model: Model, normalization) -> Model:
     def init(key: jax.Array, x: jax.Array) -> Variables:
         return {**model.init(key, normalization(x)), "normalization": normalization}
 
-    def apply(variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Variables]:
         return model.apply(inner(variables), variables["normalization"](x), train=train, key=key)
 
-    objective = None
-    if model.objective is not None:
+    base = model.objective
+    if base is None:
+        return model._replace(init=init, apply=apply)
 
-        def objective(variables: Variables, x: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
-            return model.objective(inner(variables), variables["normalization"](x), targets, train=train, key=key)
+    def objective(
+        variables: Variables, x: jax.Array, targets: Any, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array | None, Variables]:
+        return base(inner(variables), variables["normalization"](x), targets, train=train, key=key)
 
     return model._replace(init=init, apply=apply, objective=objective)

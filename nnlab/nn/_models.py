@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -56,7 +57,11 @@ def flax_cnn() -> Model:
 
 
 def mnist_cnn(
-    stages=((32,), (64,), (128,)), first_kernel: int = 5, hidden=(150,), drop_rate: float = 0.5, batch_norm: bool = True
+    stages: Sequence[Sequence[int]] = ((32,), (64,), (128,)),
+    first_kernel: int = 5,
+    hidden: Sequence[int] = (150,),
+    drop_rate: float = 0.5,
+    batch_norm: bool = True,
 ) -> Model:
     """The lecture's deep CNN for MNIST, a funnel of 171,868 parameters (see `FunnelCNN`):
     5x5 conv 32 | pool 2 | 3x3 conv 64 | pool 2 | 3x3 conv 128 (unpadded) | 3x3 pool stride 2 |
@@ -80,7 +85,7 @@ MODELS: dict[str, Callable[..., Model]] = {
 """Named models: name -> a function building the Model (`nnlab summary NAME`, RunConfig.model)."""
 
 
-def get_model(name: str, **kwargs) -> Model:
+def get_model(name: str, **kwargs: Any) -> Model:
     """The named model (see MODELS), built with `kwargs`."""
     if name not in MODELS:
         raise ValueError(f"model: expected one of {sorted(MODELS)}, got {name!r}")

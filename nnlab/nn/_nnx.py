@@ -4,7 +4,8 @@ collections at init, merged back inside every `apply`, so the trainer sees pure 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,11 @@ from flax import traverse_util
 
 from ._model import Model, Variables
 
+if TYPE_CHECKING:
+    from flax import nnx
 
-def _nnx():
+
+def _nnx() -> ModuleType:
     """flax.nnx, imported on first use (a clear error where the installed Flax has no NNX)."""
     try:
         from flax import nnx
@@ -22,11 +26,10 @@ def _nnx():
     return nnx
 
 
-def _rngs(key: jax.Array, streams: Sequence[str]):
+def _rngs(key: jax.Array, streams: Sequence[str]) -> nnx.Rngs:
     """The `nnx.Rngs` that `init` hands the factory: params=k0 and stream i = k(i+1), from split(key)."""
-    nnx = _nnx()
     keys = jax.random.split(key, 1 + len(streams))
-    return nnx.Rngs(params=keys[0], **{s: keys[i + 1] for i, s in enumerate(streams)})
+    return _nnx().Rngs(params=keys[0], **{s: keys[i + 1] for i, s in enumerate(streams)})
 
 
 def _stream_keys(key: jax.Array, streams: Sequence[str]) -> dict[str, jax.Array]:
@@ -47,12 +50,12 @@ def _collection(var_type: type) -> str | None:
     return nnx.variable_name_from_type(var_type, allow_register=True)
 
 
-def _collections(module) -> tuple[Variables, dict]:
+def _collections(module: nnx.Module) -> tuple[Variables, dict[tuple[Any, ...], Any]]:
     """(variables: {collection: nested dict of arrays}, rng: {path: RngKey/RngCount value}) of `module`."""
     nnx = _nnx()
-    groups: dict[str, dict] = {}
-    rng: dict = {}
-    loose = []
+    groups: dict[str, dict[tuple[Any, ...], Any]] = {}
+    rng: dict[tuple[Any, ...], Any] = {}
+    loose: list[str] = []
     for path, var in nnx.to_flat_state(nnx.state(module)):
         if not isinstance(var, nnx.Variable):
             loose.append("/".join(map(str, path)))
@@ -73,13 +76,13 @@ class _Graph(NamedTuple):
     as_built: Any  # nnx.GraphDef of the module as the factory builds it
     train: Any  # ... after module.train() (dropout on, batch norm with batch statistics)
     eval: Any  # ... after module.eval() (dropout off, batch norm with running statistics)
-    rng: dict  # {path: jax.ShapeDtypeStruct} of the module's RNG keys and counts
+    rng: dict[tuple[Any, ...], Any]  # {path: jax.ShapeDtypeStruct} of the module's RNG keys and counts
     shapes: Variables  # {collection: nested dict of jax.ShapeDtypeStruct}
-    tags: frozenset  # the RNG stream tags the module keeps
+    tags: frozenset[str]  # the RNG stream tags the module keeps
     name: str  # the module's class name
 
 
-def _graph(module_factory: Callable, streams: Sequence[str]) -> _Graph:
+def _graph(module_factory: Callable[[nnx.Rngs], nnx.Module], streams: Sequence[str]) -> _Graph:
     nnx = _nnx()
     module = nnx.eval_shape(lambda: module_factory(_rngs(jax.random.key(0), streams)))
     if not isinstance(module, nnx.Module):
@@ -97,9 +100,9 @@ def _graph(module_factory: Callable, streams: Sequence[str]) -> _Graph:
     return _Graph(as_built, train, nnx.graphdef(module), rng, shapes, tags, type(module).__name__)
 
 
-def _rng_values(graph: _Graph) -> dict:
+def _rng_values(graph: _Graph) -> dict[Any, Any]:
     """Placeholder RNG keys (key 0) and counts for `nnx.merge`; `nnx.reseed` replaces the driven streams."""
-    flat = {}
+    flat: dict[tuple[Any, ...], jax.Array] = {}
     for path, spec in graph.rng.items():
         if jnp.issubdtype(spec.dtype, jax.dtypes.prng_key):
             flat[path] = jnp.broadcast_to(jax.random.key(0), spec.shape)
@@ -108,9 +111,8 @@ def _rng_values(graph: _Graph) -> dict:
     return traverse_util.unflatten_dict(flat) if flat else {}
 
 
-def _merge(graphdef, graph: _Graph, variables: Variables):
-    nnx = _nnx()
-    return nnx.merge(graphdef, *[variables[c] for c in graph.shapes], _rng_values(graph))
+def _merge(graphdef: nnx.GraphDef[Any], graph: _Graph, variables: Variables) -> nnx.Module:
+    return _nnx().merge(graphdef, *[variables[c] for c in graph.shapes], _rng_values(graph))
 
 
 def _streams(rng_streams: Sequence[str]) -> tuple[str, ...]:
@@ -130,7 +132,7 @@ def _check_streams(graph: _Graph, streams: Sequence[str]) -> None:
 
 
 def from_nnx(
-    module_factory: Callable,
+    module_factory: Callable[[nnx.Rngs], nnx.Module],
     *,
     input_shape: tuple[int, ...] | None = None,
     name: str | None = None,
@@ -156,7 +158,9 @@ def from_nnx(
         del x
         return _collections(module_factory(_rngs(key, streams)))[0]
 
-    def apply(variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: Variables, x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Variables]:
         module = _merge(graph.train if train else graph.eval, graph, variables)
         if train and graph.tags - {"params"}:
             if key is None:
@@ -180,13 +184,13 @@ def _check_like(variables: Variables, shapes: Variables, name: str) -> None:
         got = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
         raise ValueError(f"{name}: expected the collections {sorted(shapes)}, got {got}")
     for c, tree in shapes.items():
-        want = {k: v.shape for k, v in traverse_util.flatten_dict(tree).items()}
-        got = {k: tuple(jnp.shape(v)) for k, v in traverse_util.flatten_dict(variables[c]).items()}
-        if want != got:
+        want_shapes = {k: v.shape for k, v in traverse_util.flatten_dict(tree).items()}
+        got_shapes = {k: tuple(jnp.shape(v)) for k, v in traverse_util.flatten_dict(variables[c]).items()}
+        if want_shapes != got_shapes:
             diff = sorted(
-                f"{'/'.join(map(str, k))}: {got.get(k)} (module {want.get(k)})"
-                for k in set(want) | set(got)
-                if want.get(k) != got.get(k)
+                f"{'/'.join(map(str, k))}: {got_shapes.get(k)} (module {want_shapes.get(k)})"
+                for k in set(want_shapes) | set(got_shapes)
+                if want_shapes.get(k) != got_shapes.get(k)
             )
             raise ValueError(
                 f"{name}[{c!r}]: expected one model's variables with the module's shapes "
@@ -195,12 +199,12 @@ def _check_like(variables: Variables, shapes: Variables, name: str) -> None:
 
 
 def to_nnx(
-    module_factory: Callable,
+    module_factory: Callable[[nnx.Rngs], nnx.Module],
     variables: Variables,
     *,
     key: jax.Array | None = None,
     rng_streams: Sequence[str] = ("dropout",),
-):
+) -> nnx.Module:
     """The user's own NNX module (as `module_factory` builds it) holding `variables` (one model's,
     e.g. `fit(...).variables`), for use outside nnlab: `module.eval(); module(x)`.
 

@@ -10,7 +10,8 @@ Shapes come from `jax.eval_shape`, so nothing is computed and no memory is alloc
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -78,7 +79,12 @@ def _trace(model: Model, x: jax.ShapeDtypeStruct) -> tuple[dict, list[LayerCost]
     """
     costs: list[LayerCost] = []
 
-    def record(next_fun, args, kwargs, context):
+    def record(
+        next_fun: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: nn.module.InterceptorContext,
+    ) -> Any:
         y = next_fun(*args, **kwargs)
         module = context.module
         if context.method_name == "__call__" and isinstance(module, _LAYERS):
@@ -100,7 +106,7 @@ def _trace(model: Model, x: jax.ShapeDtypeStruct) -> tuple[dict, list[LayerCost]
     return variables, costs
 
 
-def _functional_costs(params) -> list[LayerCost]:
+def _functional_costs(params: Any) -> list[LayerCost]:
     """Layers of the functional MLP: a list of {'W': [out, in], 's': [out], ...}."""
     costs = []
     for i, layer in enumerate(params if isinstance(params, (list, tuple)) else []):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from .._checks import check_non_negative, check_positive
 from ..data import Augmentation
@@ -57,7 +58,7 @@ class TrainConfig:
     devices: int = 1
     member_shards: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_positive(self.epochs, name="epochs", integer=True)
         if self.batch_size is not None:
             check_positive(self.batch_size, name="batch_size", integer=True)
@@ -82,6 +83,6 @@ class TrainConfig:
             raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
         check_positive(self.member_shards, name="member_shards", integer=True)
 
-    def replace(self, **changes) -> TrainConfig:
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,10 @@ from jax.sharding import NamedSharding
 from ._state import TrainState
 
 Step = Callable[..., tuple[TrainState, jax.Array]]
+# (state, metrics, active, x_all, y_all, idx) -> (state, metrics): `members_step`'s result
+MembersStep = Callable[..., tuple[TrainState, jax.Array]]
+# (state, active, x_all, y_all, order) -> (state, metrics): an engine's `run`
+EpochRun = Callable[..., tuple[TrainState, jax.Array]]
 
 
 class Engine(NamedTuple):
@@ -40,11 +44,11 @@ class Engine(NamedTuple):
     """
 
     name: str
-    run: Callable[..., tuple[TrainState, jax.Array]]
+    run: EpochRun
     traced: bool = False
 
 
-def step_has_convolution(fn: Callable, *args) -> bool:
+def step_has_convolution(fn: Callable[..., Any], *args: Any) -> bool:
     """Whether `fn(*args)` computes a convolution, read off its printed jaxpr (nested calls
     included); traced only, nothing runs."""
     return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*args))
@@ -57,10 +61,10 @@ def pick_engine(engine: str, platform: str, *, convolution: bool = True) -> str:
     return "unroll" if platform == "cpu" and convolution else "scan"
 
 
-def mask_members(active: jax.Array, new, old):
+def mask_members(active: jax.Array, new: Any, old: Any) -> Any:
     """Leaves of `new` for active members, of `old` for stopped ones (PRNG keys never change in a step)."""
 
-    def pick(n, o):
+    def pick(n: jax.Array, o: jax.Array) -> jax.Array:
         if jnp.issubdtype(n.dtype, jax.dtypes.prng_key):
             return n
         return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
@@ -68,12 +72,14 @@ def mask_members(active: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
-def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Callable:
+def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> MembersStep:
     """(state, metrics, active, x_all, y_all, idx [S, batch]) -> (state, metrics): `step` for
     every member on its own batch, stopped members masked out."""
     vstep = jax.vmap(step)
 
-    def run(state, metrics, active, x_all, y_all, idx):
+    def run(
+        state: TrainState, metrics: jax.Array, active: jax.Array, x_all: jax.Array, y_all: Any, idx: jax.Array
+    ) -> tuple[TrainState, jax.Array]:
         x, y = jax.tree.map(lambda a: a[idx], (x_all, y_all))
         if batch_sharding is not None:
             x, y = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), (x, y))
@@ -83,12 +89,20 @@ def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Cal
     return run
 
 
-def _per_call(step: Callable, chunk: int) -> Callable:
+def _per_call(step: MembersStep, chunk: int) -> EpochRun:
     """An epoch as compiled calls of `chunk` steps each (the remainder in one shorter call)."""
 
     @functools.cache
-    def call(count: int) -> Callable:
-        def steps(state, metrics, t, active, x_all, y_all, order):
+    def call(count: int) -> Callable[..., tuple[TrainState, jax.Array, jax.Array]]:
+        def steps(
+            state: TrainState,
+            metrics: jax.Array,
+            t: jax.Array,
+            active: jax.Array,
+            x_all: jax.Array,
+            y_all: Any,
+            order: jax.Array,
+        ) -> tuple[TrainState, jax.Array, jax.Array]:
             for _ in range(count):
                 idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
                 state, metrics = step(state, metrics, active, x_all, y_all, idx)
@@ -97,7 +111,9 @@ def _per_call(step: Callable, chunk: int) -> Callable:
 
         return jax.jit(steps, donate_argnums=(0, 1))
 
-    def run(state, active, x_all, y_all, order):
+    def run(
+        state: TrainState, active: jax.Array, x_all: jax.Array, y_all: Any, order: jax.Array
+    ) -> tuple[TrainState, jax.Array]:
         n_steps = order.shape[1]
         metrics, t = jnp.zeros((order.shape[0], 3), jnp.float32), jnp.zeros((), jnp.int32)
         for _ in range(n_steps // chunk):
@@ -109,11 +125,13 @@ def _per_call(step: Callable, chunk: int) -> Callable:
     return run
 
 
-def _scanned(step: Callable) -> Callable:
+def _scanned(step: MembersStep) -> EpochRun:
     """An epoch's steps as one `lax.scan` whose xs are the steps of the order (traceable)."""
 
-    def run(state, active, x_all, y_all, order):
-        def body(carry, idx):
+    def run(
+        state: TrainState, active: jax.Array, x_all: jax.Array, y_all: Any, order: jax.Array
+    ) -> tuple[TrainState, jax.Array]:
+        def body(carry: tuple[TrainState, jax.Array], idx: jax.Array) -> tuple[tuple[TrainState, jax.Array], None]:
             return step(*carry, active, x_all, y_all, idx), None
 
         metrics = jnp.zeros((order.shape[0], 3), jnp.float32)
@@ -123,7 +141,7 @@ def _scanned(step: Callable) -> Callable:
     return run
 
 
-def make_engine(step: Callable, name: str, *, unroll: int = 8) -> Engine:
+def make_engine(step: MembersStep, name: str, *, unroll: int = 8) -> Engine:
     """The epoch runner for `members_step(...)` with strategy `name` ('step', 'unroll' or 'scan')."""
     if name in ("step", "unroll"):
         return Engine(name, _per_call(step, 1 if name == "step" else unroll))

@@ -12,9 +12,13 @@ repeats the randomness of an uninterrupted one without iterator state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
+from jaxtyping import Array, Key
 
 from .._checks import check_seed
 
@@ -24,7 +28,7 @@ STREAMS = {"split": 0, "init": 1, "data": 2, "dropout": 3, "augment": 4, "datase
 STEP_STREAMS = ("data", "dropout", "augment")
 
 
-def as_key(key) -> jax.Array:
+def as_key(key: ArrayLike) -> Key[Array, ""]:
     """A typed PRNG key from a typed key, raw uint32 key data [2] or an int seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         check_seed(key, name="key")
@@ -37,7 +41,7 @@ def as_key(key) -> jax.Array:
     return jax.random.wrap_key_data(data)
 
 
-def member_keys(keys) -> jax.Array:
+def member_keys(keys: Sequence[ArrayLike] | ArrayLike) -> Key[Array, " S"]:
     """Typed root keys [S] from a sequence of int seeds or keys, typed keys [S] or raw key data [S, 2]."""
     if isinstance(keys, (list, tuple, range)):
         if not keys:

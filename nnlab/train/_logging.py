@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,16 @@ class Logger:
     """
 
     def __init__(
-        self, logdir: str | os.PathLike, *, runs: Sequence[str] | None = None, tensorboard: bool | None = True
-    ):
+        self, logdir: str | os.PathLike[str], *, runs: Sequence[str] | None = None, tensorboard: bool | None = True
+    ) -> None:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.runs = None if runs is None else [str(r) for r in runs]
-        if self.runs is not None and (len(set(self.runs)) != len(self.runs) or not all(self.runs)):
-            raise ValueError(f"runs: expected distinct, non-empty run names, got {list(runs)}")
-        self._summary_writer = None
+        self.runs: list[str] | None = None
+        if runs is not None:
+            self.runs = [str(r) for r in runs]
+            if len(set(self.runs)) != len(self.runs) or not all(self.runs):
+                raise ValueError(f"runs: expected distinct, non-empty run names, got {list(runs)}")
+        self._summary_writer: Any = None
         if tensorboard or tensorboard is None:
             try:
                 from tensorboardX import SummaryWriter
@@ -60,16 +62,17 @@ class Logger:
             return self.runs[i]
         return "run" if single else f"member_{i}"
 
-    def __call__(self, epoch: int, state, records) -> bool:
+    def __call__(self, epoch: int, state: Any, records: dict[str, Any] | Sequence[dict[str, Any] | None]) -> bool:
         single = isinstance(records, dict)
-        for i, record in enumerate([records] if single else records):
+        members: Sequence[dict[str, Any] | None] = [records] if isinstance(records, dict) else records
+        for i, record in enumerate(members):
             if record is None:  # a member that stopped early or diverged
                 continue
             self.write(self._name(i, single), record, member=i)
         self._jsonl.flush()
         return False
 
-    def write(self, run: str, record: dict, *, member: int = 0) -> None:
+    def write(self, run: str, record: Mapping[str, Any], *, member: int = 0) -> None:
         """Writes one epoch's `record` (a `fit` history entry) under run name `run`."""
         epoch = int(record["epoch"])
         values = {k: record.get(k) for k in METRICS}
@@ -91,8 +94,9 @@ class Logger:
             ("val_error", "val/error"),
             ("seconds", "time/epoch_seconds"),
         ):
-            if values[key] is not None:
-                writer.add_scalar(tag, float(values[key]), epoch)
+            value = values[key]
+            if value is not None:
+                writer.add_scalar(tag, float(value), epoch)
 
     def close(self) -> None:
         """Flushes and closes every file (idempotent)."""
@@ -105,11 +109,11 @@ class Logger:
     def __enter__(self) -> Logger:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _finite_or_none(value):
+def _finite_or_none(value: Any) -> float | None:
     """JSON has no NaN or Inf: a non-finite metric (a diverged epoch) is written as null."""
     if value is None:
         return None
@@ -117,7 +121,7 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of a `metrics.jsonl` file, in the order written."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

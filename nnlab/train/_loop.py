@@ -11,13 +11,14 @@ import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from .._batches import padded_batches
 from .._checks import check_inputs, check_label_range, check_labels, check_positive
@@ -25,13 +26,13 @@ from .._signals import Interrupted, deferred_signals
 from ..data import Dataset
 from ..nn import Model
 from ._config import TrainConfig
-from ._engine import make_engine, members_step, pick_engine, step_has_convolution
+from ._engine import Engine, make_engine, members_step, pick_engine, step_has_convolution
 from ._keys import as_key, member_keys
-from ._parallel import make_layout, put
+from ._parallel import Layout, make_layout, put
 from ._precision import with_compute_dtype
 from ._progress import Progress
 from ._state import TrainState, copy, init_members, member, stack
-from ._step import epoch_order, make_eval_batch, make_train_step, model_objective
+from ._step import Objective, epoch_order, make_eval_batch, make_train_step, model_objective
 from ._tracking import REPORT, DivergenceError, Tracker, divergence_message, end_epoch, init_tracker
 from ._tx import check_hparams, make_tx, set_hparams
 from ._validate import make_validator
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ..checkpoint import Checkpointer
 
 Callback = Callable[[int, TrainState, Any], bool | None]
+EpochProgram = Callable[..., tuple[TrainState, Tracker, jax.Array]]
 _COL = {name: i for i, name in enumerate(REPORT)}
 
 
@@ -53,9 +55,9 @@ class FitResult(NamedTuple):
     engine: the loop strategy that ran the epochs ('step', 'unroll' or 'scan')
     """
 
-    variables: dict
+    variables: dict[str, Any]
     state: TrainState
-    history: list[dict]
+    history: list[dict[str, Any]]
     best_epoch: int
     epochs_run: int
     stopped_early: bool
@@ -77,9 +79,9 @@ class FitManyResult(NamedTuple):
     chunks: how many programs the S members were split into (1: all at once)
     """
 
-    variables: dict
+    variables: dict[str, Any]
     state: TrainState
-    histories: list[list[dict]]
+    histories: list[list[dict[str, Any]]]
     best_epochs: list[int]
     epochs_run: list[int]
     stopped_early: list[bool]
@@ -118,14 +120,14 @@ def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, Any
     return x, y
 
 
-def _means(records: list[dict]) -> dict:
+def _means(records: list[dict[str, Any]]) -> dict[str, float]:
     """The members' mean of each metric all of them have: for the progress line, and (val_error, val_loss)
     ranks the epoch's checkpoint."""
     metrics = ("train_loss", "train_error", "val_loss", "val_error")
     return {k: float(np.mean([r[k] for r in records])) for k in metrics if all(r[k] is not None for r in records)}
 
 
-def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, errors: bool) -> dict:
+def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, errors: bool) -> dict[str, Any]:
     count = row[_COL["train_count"]]
     return {
         "epoch": epoch,
@@ -138,8 +140,16 @@ def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, erro
 
 
 def _epoch_program(
-    engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout, scan_validation: bool
-) -> Callable:
+    engine: Engine,
+    eval_objective: Objective,
+    *,
+    n: int,
+    batch: int,
+    val: tuple[np.ndarray, Any] | None,
+    config: TrainConfig,
+    layout: Layout,
+    scan_validation: bool,
+) -> EpochProgram:
     """run_epoch(state, tracker, x_all, y_all, val_data, epoch) -> (state, tracker, report [S, 8]):
     the epoch's data order, its steps, validation and `end_epoch`. A traced engine ('scan')
     makes this one compiled program; otherwise the engine's calls, the validation and the
@@ -151,12 +161,18 @@ def _epoch_program(
     )
     out_shardings = (layout.members, layout.members, layout.replicated)
 
-    def order_for(state, epoch):
+    def order_for(state: TrainState, epoch: jax.Array | int) -> jax.Array:
         order = order_of(state.rng["data"], epoch)
         return order if layout.order is None else jax.lax.with_sharding_constraint(order, layout.order)
 
-    def epoch_of(order_for, validate, finish):
-        def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
+    def epoch_of(
+        order_for: Callable[[TrainState, jax.Array | int], jax.Array],
+        validate: Callable[..., jax.Array] | None,
+        finish: Callable[..., tuple[TrainState, Tracker, jax.Array]],
+    ) -> EpochProgram:
+        def run_epoch(
+            state: TrainState, tracker: Tracker, x_all: jax.Array, y_all: Any, val_data: Any, epoch: jax.Array | int
+        ) -> tuple[TrainState, Tracker, jax.Array]:
             state, metrics = engine.run(state, tracker.active, x_all, y_all, order_for(state, epoch))
             return finish(state, tracker, metrics, None if validate is None else validate(state.variables, *val_data))
 
@@ -174,12 +190,12 @@ def _epoch_program(
 def _train(
     model: Model,
     x: np.ndarray,
-    y,
-    val,
+    y: Any,
+    val: tuple[np.ndarray, Any] | None,
     keys: jax.Array,
     config: TrainConfig,
     *,
-    hparams: dict | None,
+    hparams: Mapping[str, np.ndarray] | None,
     tx: optax.GradientTransformation | None,
     state: TrainState | None,
     callbacks: Sequence[Callback],
@@ -207,8 +223,9 @@ def _train(
             state = state.replace(opt_state=set_hparams(state.opt_state, hparams))
     else:
         state = jax.device_put(copy(state), members)  # the steps donate: never the caller's arrays
-    tracker, histories, done, stopped = init_tracker(state, validate=val is not None), [[] for _ in range(S)], 0, False
-    if resume and checkpointer.latest() is not None:  # fit_many checked that resume comes with a checkpointer
+    tracker, done, stopped = init_tracker(state, validate=val is not None), 0, False
+    histories: list[list[dict[str, Any]]] = [[] for _ in range(S)]
+    if resume and checkpointer is not None and checkpointer.latest() is not None:  # fit_many: resume needs one
         restored = checkpointer.restore(state)
         log, state = restored.log, jax.device_put(restored.state, members)
         tracker = Tracker.from_json(log["tracker"], restored.best_variables)
@@ -260,7 +277,7 @@ def _train(
                 seconds = time.perf_counter() - t0
                 records = {
                     i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
-                    for i in np.flatnonzero(active)
+                    for i in np.flatnonzero(active).tolist()
                 }
                 diverged = [i for i in records if not rows[i, _COL["finite"]]]
                 if diverged and raise_on_divergence:
@@ -326,7 +343,7 @@ def _train(
     )
 
 
-def _concat(trees):
+def _concat(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
 
 
@@ -334,10 +351,10 @@ def fit_many(
     model: Model,
     train: Dataset,
     *,
-    keys,
+    keys: Sequence[ArrayLike] | ArrayLike,
     config: TrainConfig = TrainConfig(),
     val: Dataset | None = None,
-    hparams: dict | None = None,
+    hparams: Mapping[str, Sequence[float] | ArrayLike] | None = None,
     state: TrainState | None = None,
     tx: optax.GradientTransformation | None = None,
     callbacks: Sequence[Callback] = (),
@@ -398,10 +415,10 @@ def fit_many(
     bar = Progress(config.epochs * len(starts), label=f"fit[{S}]" if S > 1 else "train", enabled=progress)
     # a second writer fails at `checkpointer.open()`, before anything is trained
     with contextlib.closing(bar), contextlib.nullcontext() if checkpointer is None else checkpointer.open():
-        if checkpointer is not None and not resume and checkpointer.latest() is not None:
+        if checkpointer is not None and not resume and (latest := checkpointer.latest()) is not None:
             raise ValueError(
                 f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
-                f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
+                f"({latest.name}); resume it (resume=True, --resume) or use an "
                 f"empty folder"
             )
         runs = [
@@ -444,7 +461,7 @@ def fit(
     model: Model,
     train: Dataset,
     *,
-    key,
+    key: ArrayLike,
     config: TrainConfig = TrainConfig(),
     val: Dataset | None = None,
     state: TrainState | None = None,

@@ -10,7 +10,7 @@ makes `jax.devices()` global and the same call runs unchanged (see README.md).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -56,7 +56,7 @@ def make_layout(devices: int, member_shards: int, *, members: int, batch_size: i
     )
 
 
-def put(value, sharding: NamedSharding | None):
+def put(value: Any, sharding: NamedSharding | None) -> Any:
     """`value` (host arrays, a pytree) placed with `sharding`; works when the mesh spans several
     processes (every process passes the same full value)."""
     if sharding is None:

@@ -5,13 +5,16 @@ statistics, the loss)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from ..nn import Model
 
 
-def cast_floating(tree, dtype):
+def cast_floating(tree: Any, dtype: DTypeLike) -> Any:
     """`tree` with every floating-point leaf cast to `dtype` (integer leaves and keys unchanged)."""
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
@@ -24,18 +27,23 @@ def with_compute_dtype(model: Model, compute_dtype: str) -> Model:
         return model
     dtype = jnp.dtype(compute_dtype)
 
-    def cast_in(variables, x):
+    def cast_in(variables: dict[str, Any], x: jax.Array) -> tuple[dict[str, Any], jax.Array]:
         return {**variables, "params": cast_floating(variables["params"], dtype)}, cast_floating(x, dtype)
 
-    def apply(variables, x, *, train: bool, key: jax.Array | None = None):
+    def apply(
+        variables: dict[str, Any], x: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, dict[str, Any]]:
         outputs, updates = model.apply(*cast_in(variables, x), train=train, key=key)
         return cast_floating(outputs, jnp.float32), updates
 
-    objective = None
-    if model.objective is not None:
+    base = model.objective
+    if base is None:
+        return model._replace(apply=apply)
 
-        def objective(variables, x, targets, *, train: bool, key: jax.Array | None = None):
-            loss, errors, updates = model.objective(*cast_in(variables, x), targets, train=train, key=key)
-            return loss.astype(jnp.float32), errors, updates
+    def objective(
+        variables: dict[str, Any], x: jax.Array, targets: Any, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array | None, dict[str, Any]]:
+        loss, errors, updates = base(*cast_in(variables, x), targets, train=train, key=key)
+        return loss.astype(jnp.float32), errors, updates
 
     return model._replace(apply=apply, objective=objective)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
 from ..nn import Model
 from ._keys import member_keys, step_streams, stream
 
 
-@flax.struct.dataclass
-class TrainState:
+class TrainState(flax.struct.PyTreeNode):
     """Everything a run needs to continue bit for bit. In `fit_many` every leaf has a leading
     member axis [S, ...]; `fit` returns member 0 with the axis squeezed.
 
@@ -27,14 +28,14 @@ class TrainState:
     """
 
     params: Any
-    model_state: dict
+    model_state: dict[str, Any]
     opt_state: Any
     step: jax.Array
     epoch: jax.Array
-    rng: dict
+    rng: dict[str, jax.Array]
 
     @property
-    def variables(self) -> dict:
+    def variables(self) -> dict[str, Any]:
         """The variables `model.apply` takes: params plus model state."""
         return {"params": self.params, **self.model_state}
 
@@ -54,7 +55,9 @@ def init_state(model: Model, tx: optax.GradientTransformation, example_x: jax.Ar
     )
 
 
-def init_members(model: Model, tx: optax.GradientTransformation, example_x: jax.Array, *, keys) -> TrainState:
+def init_members(
+    model: Model, tx: optax.GradientTransformation, example_x: jax.Array, *, keys: Sequence[ArrayLike] | ArrayLike
+) -> TrainState:
     """S fresh states stacked on a leading axis; member i is `init_state(..., key=keys[i])`.
 
     keys: int seeds, typed keys [S] or raw key data [S, 2] (see `member_keys`).
@@ -62,12 +65,12 @@ def init_members(model: Model, tx: optax.GradientTransformation, example_x: jax.
     return jax.vmap(lambda k: init_state(model, tx, example_x, key=k))(member_keys(keys))
 
 
-def member(tree, i: int):
+def member(tree: Any, i: int) -> Any:
     """Member i of a stacked pytree (every leaf [S, ...] -> [...])."""
     return jax.tree.map(lambda a: a[i], tree)
 
 
-def _stack_leaves(*leaves) -> jax.Array:
+def _stack_leaves(*leaves: jax.Array) -> jax.Array:
     """A fresh array [S, ...]; PRNG keys go through their key data, so the callers' keys stay unconsumed."""
     if isinstance(leaves[0], jax.Array) and jnp.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
         return jax.random.wrap_key_data(
@@ -76,11 +79,11 @@ def _stack_leaves(*leaves) -> jax.Array:
     return jnp.stack(leaves)
 
 
-def stack(trees: list):
+def stack(trees: Sequence[Any]) -> Any:
     """Pytrees of one member each stacked into one with a leading member axis [S, ...] (fresh arrays)."""
     return jax.tree.map(_stack_leaves, *trees)
 
 
-def copy(tree):
+def copy(tree: Any) -> Any:
     """A copy of `tree` with fresh arrays (so donating them never deletes the caller's)."""
     return jax.tree.map(lambda a: _stack_leaves(a)[0], tree)

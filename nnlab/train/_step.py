@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array, Int, Key
 
 from ..data import Augmentation, augment
 from ..evaluation import predict_labels
@@ -14,22 +16,26 @@ from ..losses import get_loss
 from ..nn import Model
 from ._state import TrainState
 
-Objective = Callable[..., tuple[jax.Array, jax.Array | None, dict]]
+Objective = Callable[..., tuple[jax.Array, jax.Array | None, dict[str, Any]]]
 
 
-def epoch_order(data_key: jax.Array, epoch: jax.Array, n: int, batch_size: int) -> jax.Array:
+def epoch_order(
+    data_key: Key[Array, ""], epoch: Int[Array, ""] | int, n: int, batch_size: int
+) -> Int[Array, "steps batch_size"]:
     """The epoch's shuffled sample indices as [n // batch_size, batch_size] (the remainder is left out)."""
     steps = n // batch_size
     perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def classification_objective(apply: Callable, loss: str) -> Objective:
+def classification_objective(apply: Callable[..., tuple[jax.Array, dict[str, Any]]], loss: str) -> Objective:
     """objective(variables, x, y, *, train, key) -> (loss [batch], errors [batch], updates) of a
     classifier: the named per-sample loss of its outputs, and whether its predicted label is wrong."""
     per_sample, threshold = get_loss(loss)
 
-    def objective(variables, x, y, *, train: bool, key: jax.Array | None = None):
+    def objective(
+        variables: dict[str, Any], x: jax.Array, y: jax.Array, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array, dict[str, Any]]:
         outputs, updates = apply(variables, x, train=train, key=key)
         return per_sample(outputs, y), predict_labels(outputs, threshold) != y, updates
 
@@ -43,7 +49,7 @@ def model_objective(model: Model, loss: str) -> Objective:
 
 def make_train_step(
     objective: Objective, tx: optax.GradientTransformation, augmentation: Augmentation = Augmentation()
-) -> Callable:
+) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, jax.Array]]:
     """step(state, x, y) -> (state, metrics) for one member and one mini-batch.
 
     x: [batch, ...], y: [batch] (or a pytree of [batch, ...] targets); metrics: float32 [3]
@@ -52,12 +58,12 @@ def make_train_step(
     dtype of the state they replace (a bfloat16 forward pass leaves batch statistics float32).
     """
 
-    def step(state: TrainState, x: jax.Array, y):
+    def step(state: TrainState, x: jax.Array, y: Any) -> tuple[TrainState, jax.Array]:
         if augmentation.active:
             x = augment(augmentation, x, key=jax.random.fold_in(state.rng["augment"], state.step))
         key = jax.random.fold_in(state.rng["dropout"], state.step)
 
-        def loss(params):
+        def loss(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array | None, dict[str, Any]]]:
             per_sample, errors, updates = objective({"params": params, **state.model_state}, x, y, train=True, key=key)
             return jnp.mean(per_sample), (per_sample, errors, updates)
 
@@ -80,10 +86,10 @@ def make_train_step(
     return step
 
 
-def make_eval_batch(objective: Objective) -> Callable:
+def make_eval_batch(objective: Objective) -> Callable[..., jax.Array]:
     """eval_batch(variables, x, y, mask) -> float32 [2] (masked loss sum, masked error count), no randomness."""
 
-    def eval_batch(variables, x, y, mask):
+    def eval_batch(variables: dict[str, Any], x: jax.Array, y: Any, mask: jax.Array) -> jax.Array:
         per_sample, errors, _ = objective(variables, x, y, train=False, key=None)
         loss_sum = jnp.sum(jnp.where(mask, per_sample, 0.0))
         error_sum = jnp.float32(0.0) if errors is None else jnp.sum(jnp.where(mask, errors, False))

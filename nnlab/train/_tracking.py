@@ -23,7 +23,7 @@ class DivergenceError(FloatingPointError):
     and is never checkpointed."""
 
 
-def divergence_message(epoch: int, record: dict, learning_rate: float | None) -> str:
+def divergence_message(epoch: int, record: dict[str, Any], learning_rate: float | None) -> str:
     """What a DivergenceError says: the epoch, what turned non-finite, the likely cause."""
     bad = [
         f"{name} {record[name]}"
@@ -37,8 +37,7 @@ def divergence_message(epoch: int, record: dict, learning_rate: float | None) ->
     )
 
 
-@flax.struct.dataclass
-class Tracker:
+class Tracker(flax.struct.PyTreeNode):
     """Per-member bookkeeping of a run, every leaf with a leading member axis [S].
 
     best:           float32 [S, 2], (val_error, val_loss) of the best epoch so far (inf before one)
@@ -56,7 +55,7 @@ class Tracker:
     diverged: jax.Array
     best_variables: Any
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The small arrays as JSON-ready lists (float32 values round-trip exactly through float;
         the infinity of 'no best yet' as null)."""
         best = [[None if math.isinf(v) else v for v in row] for row in jax.device_get(self.best).tolist()]
@@ -69,7 +68,7 @@ class Tracker:
         }
 
     @classmethod
-    def from_json(cls, data: dict, best_variables) -> Tracker:
+    def from_json(cls, data: dict[str, Any], best_variables: Any) -> Tracker:
         best = [[math.inf if v is None else v for v in row] for row in data["best"]]
         return cls(
             jnp.asarray(best, jnp.float32),
@@ -95,7 +94,7 @@ def init_tracker(state: TrainState, *, validate: bool) -> Tracker:
     )
 
 
-def _all_finite(tree) -> jax.Array:
+def _all_finite(tree: Any) -> jax.Array:
     """bool [S]: every floating leaf of the stacked `tree` finite, per member."""
     flags = [
         jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1)

@@ -9,10 +9,14 @@ training loop with a hyperparameter axis, `fit_many(hparams=...)`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from ..optim import add_l1, decay_mask, direction, schedule
 from ._config import TrainConfig
@@ -38,7 +42,9 @@ def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransfor
     mask = functools.partial(decay_mask, include_biases=config.decay_biases)
     coupled = config.optimizer != "adamw"
 
-    def build(learning_rate, weight_decay, momentum):
+    def build(
+        learning_rate: float | jax.Array, weight_decay: float | jax.Array, momentum: float | jax.Array
+    ) -> optax.GradientTransformation:
         parts = [optax.add_decayed_weights(2 * weight_decay, mask)] if coupled else []
         if config.l1:
             parts.append(add_l1(config.l1, include_biases=config.decay_biases))
@@ -53,17 +59,19 @@ def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransfor
     )
 
 
-def check_hparams(hparams: dict | None, members: int) -> dict[str, np.ndarray] | None:
+def check_hparams(
+    hparams: Mapping[str, Sequence[float] | ArrayLike] | None, members: int
+) -> dict[str, np.ndarray] | None:
     """`hparams` as float32 arrays [members] after checking names, lengths and ranges."""
     if hparams is None:
         return None
     unknown = sorted(set(hparams) - set(MEMBER_HPARAMS))
     if unknown:
         raise ValueError(f"hparams: expected keys from {list(MEMBER_HPARAMS)}, got {unknown}")
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for name, values in hparams.items():
         v = np.asarray(values, np.float64)
-        ok = v.shape == (members,) and np.all(np.isfinite(v)) and np.all(v >= 0)
+        ok = bool(v.shape == (members,) and np.all(np.isfinite(v)) and np.all(v >= 0))
         if ok and name == "learning_rate":
             ok = bool(np.all(v > 0))
         if ok and name == "momentum":
@@ -77,7 +85,7 @@ def check_hparams(hparams: dict | None, members: int) -> dict[str, np.ndarray] |
     return out
 
 
-def set_hparams(opt_state, hparams: dict[str, np.ndarray]):
+def set_hparams(opt_state: Any, hparams: Mapping[str, np.ndarray]) -> Any:
     """The stacked optimizer state of `make_tx` with member i's hyperparameters set to hparams[...][i]."""
     if not hasattr(opt_state, "hyperparams"):
         raise ValueError(

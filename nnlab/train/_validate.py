@@ -4,12 +4,13 @@ evaluated in one vmapped pass, sums kept on the device until the epoch's report.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
-def make_validator(eval_batch: Callable, *, scan: bool) -> Callable:
+def make_validator(eval_batch: Callable[..., jax.Array], *, scan: bool) -> Callable[..., jax.Array]:
     """validate(variables [S, ...], xb [nb, B, ...], yb, mask [nb, B]) -> float32 [S, 2]
     (loss sum, error count) over the real samples.
 
@@ -19,23 +20,23 @@ def make_validator(eval_batch: Callable, *, scan: bool) -> Callable:
     """
     per_batch = jax.vmap(eval_batch, in_axes=(0, None, None, None))
 
-    def batch_at(variables, xb, yb, mask, i):
+    def batch_at(variables: Any, xb: jax.Array, yb: Any, mask: jax.Array, i: jax.Array | int) -> jax.Array:
         return per_batch(variables, *jax.tree.map(lambda a: a[i], (xb, yb)), mask[i])
 
     if scan:
 
-        def run(variables, xb, yb, mask):
+        def run_scanned(variables: Any, xb: jax.Array, yb: Any, mask: jax.Array) -> jax.Array:
             return jnp.sum(
                 jax.lax.map(lambda i: batch_at(variables, xb, yb, mask, i), jnp.arange(mask.shape[0])), axis=0
             )
 
-        return run
+        return run_scanned
 
     accumulate = jax.jit(
         lambda acc, variables, xb, yb, mask, i: acc + batch_at(variables, xb, yb, mask, i), donate_argnums=0
     )
 
-    def run(variables, xb, yb, mask):
+    def run(variables: Any, xb: jax.Array, yb: Any, mask: jax.Array) -> jax.Array:
         acc = jnp.zeros((jax.tree.leaves(variables)[0].shape[0], 2), jnp.float32)
         for i in range(mask.shape[0]):
             acc = accumulate(acc, variables, xb, yb, mask, i)
