@@ -289,9 +289,10 @@ def _train(
                 bar.update(epoch_offset + epoch, means)
                 listed = [records.get(i) for i in range(S)]
                 stopped = any([bool(cb(epoch, state, listed)) for cb in callbacks]) or not active.any()
-                done, interrupt = epoch, signals.requested and not stopped and epoch < config.epochs
+                # the signal that asked to stop, if the run has epochs left to lose
+                done, interrupt = epoch, None if stopped or epoch >= config.epochs else signals.requested
                 if checkpointer is not None and (
-                    stopped or interrupt or epoch == config.epochs or epoch % checkpointer.every == 0
+                    stopped or interrupt is not None or epoch == config.epochs or epoch % checkpointer.every == 0
                 ):
                     checkpointer.save(
                         state,
@@ -306,11 +307,11 @@ def _train(
                             "tracker": tracker.to_json(),
                         },
                     )
-                if interrupt:
+                if interrupt is not None:
                     if checkpointer is not None:
                         checkpointer.wait()
                     raise Interrupted(
-                        signals.requested,
+                        interrupt,
                         epoch=epoch,
                         checkpoint=None if checkpointer is None else checkpointer.path(epoch),
                     )
