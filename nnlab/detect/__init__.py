@@ -2,11 +2,21 @@
 two-stage detectors (R-CNN, Faster R-CNN, Mask R-CNN) and the COCO evaluation bridge."""
 
 from ._anchors import anchor_grid
+from ._backbone import ConvBackbone
 from ._boxes import box_area, clip_boxes, decode_boxes, encode_boxes, iou_matrix
+from ._coco import coco_evaluate, coco_ground_truth, coco_results
+from ._detector import Detections, Detector
+from ._draw import draw_detections
+from ._faster_rcnn import FasterRCNN, FasterRCNNConfig, faster_rcnn, mask_rcnn
+from ._masks import paste_masks
 from ._nms import batched_nms, nms
 from ._roi import roi_align, roi_pool
+from ._sampling import label_anchors, match_boxes, sample_balanced, sample_rois
 
 __all__ = [
+    "ConvBackbone", "Detections", "Detector", "FasterRCNN", "FasterRCNNConfig", "faster_rcnn", "label_anchors",
+    "mask_rcnn", "match_boxes", "sample_balanced", "sample_rois", "coco_evaluate", "coco_ground_truth", "coco_results",
+    "draw_detections", "paste_masks",
     "anchor_grid", "batched_nms", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "iou_matrix", "nms",
     "roi_align", "roi_pool",
 ]
