@@ -27,7 +27,7 @@ from ._boxes import clip_boxes, decode_boxes, encode_boxes
 from ._detector import Detections, Detector, Variables
 from ._nms import batched_nms, nms
 from ._roi import roi_align, roi_pool
-from ._sampling import label_anchors, sample_balanced, sample_rois
+from ._sampling import label_anchors, per_image_keys, sample_balanced, sample_rois
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _losses(module: FasterRCNN, images: jax.Array, targets: dict, key: jax.Array
     anchors = anchor_grid(fmap.shape[1:3], stride=c.stride, scales=c.anchor_scales, ratios=c.anchor_ratios)
     logits, deltas = module.rpn(fmap)
     k_rpn, k_roi = jax.random.split(key)
-    rpn = jax.vmap(partial(_rpn_loss, c, anchors))(logits, deltas, gt_boxes, gt_valid, jax.random.split(k_rpn, b))
+    rpn = jax.vmap(partial(_rpn_loss, c, anchors))(logits, deltas, gt_boxes, gt_valid, per_image_keys(k_rpn, b))
 
     # proposals are inputs to the head, not a path for gradients (approximate joint training)
     props, _, props_valid = jax.vmap(partial(_proposals, c, anchors, height, width, c.proposals_train))(
@@ -265,7 +265,7 @@ def _losses(module: FasterRCNN, images: jax.Array, targets: dict, key: jax.Array
     rois_valid = jnp.concatenate([props_valid, gt_valid], axis=1)
     sample = partial(sample_rois, num_samples=c.roi_samples, positive_fraction=c.roi_positive_fraction,
                      positive_iou=c.roi_positive_iou, negative_iou=c.roi_positive_iou)
-    s = jax.vmap(sample)(jax.random.split(k_roi, b), rois, rois_valid, gt_boxes, gt_labels, gt_valid)
+    s = jax.vmap(sample)(per_image_keys(k_roi, b), rois, rois_valid, gt_boxes, gt_labels, gt_valid)
 
     pooled = jax.vmap(partial(_pool, c))(fmap, s["boxes"])  # [b, R, roi, roi, c]
     class_logits, box_deltas = module.box_head(pooled.reshape(-1, *pooled.shape[2:]))

@@ -11,6 +11,11 @@ import jax.numpy as jnp
 from ._boxes import iou_matrix
 
 
+def per_image_keys(key: jax.Array, n: int) -> jax.Array:
+    """Key i = fold_in(key, i) for image i of a batch of n: image i's samples do not depend on n."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
 def match_boxes(boxes: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Each box's best ground-truth box by IoU.
 
