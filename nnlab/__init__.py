@@ -5,7 +5,7 @@ The whole public API is re-exported here; modules with a leading underscore are 
 Importing nnlab changes no global JAX setting.
 """
 
-from . import checkpoint, configs, data, losses, nn, optim, report, seeds, sweep, train
+from . import checkpoint, configs, data, detect, losses, nn, optim, report, seeds, sweep, train
 from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run
 from .checkpoint import Checkpoint, CheckpointError, Checkpointer, LoadedModel, load_model, read_checkpoint
 from .data import (
@@ -36,7 +36,7 @@ __all__ = [
     "ChecksumError", "DataNotFoundError", "Dataset", "Evaluation", "FitResult", "IdxFormatError",
     "LayerCost", "MLP", "Model", "Normalization", "RunConfig", "Splits", "TrainConfig", "TrainState",
     "accuracy", "adam", "adamw", "blobs", "build_model", "configs", "confusion_matrix",
-    "count_params", "data", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",
+    "count_params", "data", "detect", "environment", "error_rate", "evaluate", "fashion_mnist", "fit",
     "fit_normalization", "fixed_normalization", "format_table", "freeze", "from_linen", "gd",
     "get_model", "init_state", "l1_penalty", "l2_penalty", "load_dataset", "load_idx_folder",
     "load_splits", "losses", "make_dataset", "make_optimizer", "misclassified", "mlp",

@@ -111,9 +111,9 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
 _CHUNK = 256  # scenes per compiled call of `_draws`, so a new n does not compile anew
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _draw_chunk(key: jax.Array, start: jax.Array, source_n: int, candidates: int, min_objects: int,
-                max_objects: int):
+@partial(jax.jit, static_argnums=5)
+def _draw_chunk(key: jax.Array, start: jax.Array, source_n: jax.Array, min_objects: jax.Array,
+                max_objects: jax.Array, candidates: int):
     def one(i):
         k_count, k_index, k_uniform = jax.random.split(jax.random.fold_in(key, i), 3)
         count = jax.random.randint(k_count, (), min_objects, max_objects + 1)
@@ -127,8 +127,8 @@ def _draw_chunk(key: jax.Array, start: jax.Array, source_n: int, candidates: int
 def _draws(key: jax.Array, n: int, source_n: int, candidates: int, min_objects: int, max_objects: int):
     """The random numbers of `n` scenes; scene i uses only fold_in(key, i), so the first scenes do
     not depend on `n`. count: [n], index: [n, candidates], uniform: [n, candidates, 3]."""
-    chunks = [_draw_chunk(key, jnp.int32(s), source_n, candidates, min_objects, max_objects)
-              for s in range(0, n, _CHUNK)]
+    counts = [jnp.int32(v) for v in (source_n, min_objects, max_objects)]
+    chunks = [_draw_chunk(key, jnp.int32(s), *counts, candidates) for s in range(0, n, _CHUNK)]
     return [np.concatenate([np.asarray(c[j]) for c in chunks])[:n] for j in range(3)]
 
 

@@ -1,5 +1,9 @@
 """Detection: box operations, anchors, non-maximum suppression, RoI pooling, proposals, the
-two-stage detectors (R-CNN, Faster R-CNN, Mask R-CNN) and the COCO evaluation bridge."""
+two-stage detectors (R-CNN, Faster R-CNN, Mask R-CNN) and the COCO evaluation bridge.
+
+Selective search needs scikit-image and the COCO bridge pycocotools, the optional extra
+`pip install -e ".[detect]"`; both are imported only when used.
+"""
 
 from ._anchors import anchor_grid
 from ._backbone import ConvBackbone
@@ -16,10 +20,13 @@ from ._roi import roi_align, roi_pool
 from ._sampling import label_anchors, match_boxes, sample_balanced, sample_rois
 
 __all__ = [
-    "ConvBackbone", "Detections", "Detector", "FasterRCNN", "FasterRCNNConfig", "faster_rcnn", "label_anchors",
-    "mask_rcnn", "match_boxes", "sample_balanced", "sample_rois", "coco_evaluate", "coco_ground_truth", "coco_results",
-    "draw_detections", "paste_masks", "LinearSVMs", "RCNN", "RCNNClassifier", "RCNNConfig", "propose_regions", "rcnn",
-    "selective_search", "svm_targets", "warp_crops",
-    "anchor_grid", "batched_nms", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "iou_matrix", "nms",
-    "roi_align", "roi_pool",
+    # boxes, anchors, NMS, RoI pooling, matching and sampling
+    "anchor_grid", "batched_nms", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "iou_matrix",
+    "label_anchors", "match_boxes", "nms", "roi_align", "roi_pool", "sample_balanced", "sample_rois",
+    # detectors
+    "ConvBackbone", "Detections", "Detector", "FasterRCNN", "FasterRCNNConfig", "LinearSVMs", "RCNN",
+    "RCNNClassifier", "RCNNConfig", "faster_rcnn", "mask_rcnn", "propose_regions", "rcnn", "selective_search",
+    "svm_targets", "warp_crops",
+    # evaluation and pictures
+    "coco_evaluate", "coco_ground_truth", "coco_results", "draw_detections", "paste_masks",
 ]

@@ -39,7 +39,8 @@ def _rle(masks: np.ndarray) -> list[dict]:
 def _check_padded(boxes, valid, name: str) -> tuple[np.ndarray, np.ndarray]:
     boxes, valid = np.asarray(boxes, np.float64), np.asarray(valid, bool)
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or valid.shape != boxes.shape[:2]:
-        raise ValueError(f"{name}: expected boxes [n, k, 4] and valid [n, k], got shapes {boxes.shape} and {valid.shape}")
+        raise ValueError(f"{name}: expected boxes [n, k, 4] and valid [n, k], got shapes {boxes.shape} and "
+                         f"{valid.shape}")
     return boxes, valid
 
 

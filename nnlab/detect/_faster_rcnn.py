@@ -24,7 +24,7 @@ from ..nn import conv, conv1x1, upsample
 from ._anchors import anchor_grid
 from ._backbone import ConvBackbone
 from ._boxes import clip_boxes, decode_boxes, encode_boxes
-from ._detector import Detections, Detector, Variables
+from ._detector import INIT_COMPILE, Detections, Detector, Variables
 from ._nms import batched_nms, nms
 from ._roi import roi_align, roi_pool
 from ._sampling import label_anchors, per_image_keys, sample_balanced, sample_rois
@@ -103,7 +103,8 @@ class FasterRCNNConfig:
             raise ValueError(f"box_loss: expected 'l2' or 'smooth_l1', got {self.box_loss!r}")
         strides = [2 ** (i + 1) for i in range(len(self.backbone))]
         if self.mask_stride not in strides:
-            raise ValueError(f"mask_stride: expected the stride of a backbone stage {strides}, got {self.mask_stride!r}")
+            raise ValueError(f"mask_stride: expected the stride of a backbone stage {strides}, "
+                             f"got {self.mask_stride!r}")
         for name in ("rpn_positive_fraction", "roi_positive_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a fraction in (0, 1], got {getattr(self, name)!r}")
@@ -218,7 +219,8 @@ def _rpn_loss(c: FasterRCNNConfig, anchors: jax.Array, logits: jax.Array, deltas
     target = encode_boxes(gt_boxes[index[picked]], anchors[picked])
     box = _box_loss(deltas[picked], target, c.box_loss)
     count = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
-    return (jnp.sum(jnp.where(valid, bce, 0.0)) + c.rpn_box_weight * jnp.sum(jnp.where(valid & is_positive, box, 0.0))) / count
+    objectness = jnp.sum(jnp.where(valid, bce, 0.0))
+    return (objectness + c.rpn_box_weight * jnp.sum(jnp.where(valid & is_positive, box, 0.0))) / count
 
 
 def _proposals(c: FasterRCNNConfig, anchors: jax.Array, height: int, width: int, keep: int, logits: jax.Array,
@@ -347,7 +349,7 @@ def faster_rcnn(config: FasterRCNNConfig | None = None, **overrides) -> Detector
     module = FasterRCNN(c)
 
     def init(key: jax.Array, images: jax.Array) -> Variables:
-        return dict(module.init({"params": key}, images, train=False))
+        return dict(jax.jit(partial(module.init, train=False), compiler_options=INIT_COMPILE)({"params": key}, images))
 
     def objective(variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array):
         mutable = [k for k in variables if k != "params"] if train else False

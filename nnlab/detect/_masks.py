@@ -17,7 +17,8 @@ def _weights(start: jax.Array, size: jax.Array, cells: int, length: int) -> jax.
     frac = u - low
     high = jnp.minimum(low + 1, cells - 1)
     k = jnp.arange(cells, dtype=jnp.float32)[None, None, :]
-    w = jnp.where(k == low[..., None], 1.0 - frac[..., None], 0.0) + jnp.where(k == high[..., None], frac[..., None], 0.0)
+    w = (jnp.where(k == low[..., None], 1.0 - frac[..., None], 0.0)
+         + jnp.where(k == high[..., None], frac[..., None], 0.0))
     return jnp.where(inside[..., None], w, 0.0)
 
 

@@ -21,7 +21,7 @@ import optax
 
 from .._checks import check_positive
 from ._backbone import ConvBackbone
-from ._detector import Detections, Variables
+from ._detector import INIT_COMPILE, Detections, Variables
 from ._nms import batched_nms
 from ._roi import roi_align
 from ._sampling import match_boxes, per_image_keys, sample_rois
@@ -150,7 +150,7 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
 
     def init(key: jax.Array, images: jax.Array) -> Variables:
         crops = jnp.zeros((1, c.crop_size, c.crop_size, images.shape[-1]), images.dtype)
-        return dict(cnn.init({"params": key}, crops, train=False))
+        return dict(jax.jit(partial(cnn.init, train=False), compiler_options=INIT_COMPILE)({"params": key}, crops))
 
     def run_cnn(variables, crops, train):
         mutable = [k for k in variables if k != "params"] if train else False
