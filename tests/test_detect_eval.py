@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnlab.detect import (
-    coco_evaluate, coco_ground_truth, coco_results, draw_detections, paste_masks, propose_regions, selective_search,
+    coco_evaluate, coco_ground_truth, coco_results, coco_scores, draw_detections, paste_masks, propose_regions, selective_search,
 )
 
 
@@ -43,6 +43,26 @@ def test_perfect_predictions_score_one_and_shifted_boxes_lower(test_scenes):
         assert got["map50"] == pytest.approx(1.0 if fraction < 1 / 3 else 0.0)
     wrong_class = coco_evaluate(_gt(s), coco_results(s.boxes, scores, (s.labels + 1) % 10, s.valid))
     assert wrong_class["map50"] == pytest.approx(0.0)
+
+
+def test_coco_scores_of_perfect_detections_with_masks(test_scenes):
+    from nnlab.detect import Detections
+
+    s = test_scenes
+    masks = s.masks()
+    grid = np.zeros((*s.valid.shape, 8, 8), np.float32)  # each mask sampled on its box's 8 x 8 grid
+    for i, k in zip(*np.nonzero(s.valid)):
+        x1, y1, x2, y2 = s.boxes[i, k]
+        rows = (y1 + (np.arange(8) + 0.5) * (y2 - y1) / 8).astype(int)
+        cols = (x1 + (np.arange(8) + 0.5) * (x2 - x1) / 8).astype(int)
+        grid[i, k] = masks[i, k][np.ix_(rows, cols)]
+    detections = Detections(jnp.asarray(s.boxes), jnp.ones(s.valid.shape), jnp.asarray(s.labels),
+                            jnp.asarray(s.valid), jnp.asarray(grid))
+    scores = coco_scores(s.boxes, s.labels, s.valid, detections, height=128, width=128, gt_masks=masks,
+                         class_names=s.class_names)
+    assert scores["bbox"]["map"] == pytest.approx(1.0)
+    assert 0.3 < scores["segm"]["map50"] < 1.0  # an 8 x 8 grid pasted back is close to the strokes, not exact
+    assert "segm" not in coco_scores(s.boxes, s.labels, s.valid, detections, height=128, width=128)
 
 
 def test_ranking_matters_and_empty_results_score_zero(test_scenes):

@@ -8,7 +8,7 @@ Selective search needs scikit-image and the COCO bridge pycocotools, the optiona
 from ._anchors import anchor_grid
 from ._backbone import ConvBackbone
 from ._boxes import box_area, clip_boxes, decode_boxes, encode_boxes, iou_matrix
-from ._coco import coco_evaluate, coco_ground_truth, coco_results
+from ._coco import coco_evaluate, coco_ground_truth, coco_results, coco_scores
 from ._detector import Detections, Detector
 from ._draw import draw_detections
 from ._faster_rcnn import FasterRCNN, FasterRCNNConfig, faster_rcnn, mask_rcnn
@@ -28,5 +28,5 @@ __all__ = [
     "RCNNClassifier", "RCNNConfig", "faster_rcnn", "mask_rcnn", "propose_regions", "rcnn", "selective_search",
     "svm_targets", "warp_crops",
     # evaluation and pictures
-    "coco_evaluate", "coco_ground_truth", "coco_results", "draw_detections", "paste_masks",
+    "coco_evaluate", "coco_ground_truth", "coco_results", "coco_scores", "draw_detections", "paste_masks",
 ]

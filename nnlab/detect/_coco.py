@@ -119,3 +119,21 @@ def coco_evaluate(ground_truth: dict, results: list[dict], *, iou_type: str = "b
         evaluation.accumulate()
         evaluation.summarize()
     return {k: float(v) for k, v in zip(_STATS, evaluation.stats)}
+
+
+def coco_scores(gt_boxes, gt_labels, gt_valid, detections, *, height: int, width: int, gt_masks=None,
+                class_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """A detector's `Detections` on n images scored against padded ground truth (gt_boxes [n, k, 4],
+    gt_labels [n, k], gt_valid [n, k], gt_masks [n, k, height, width] bool or None):
+    {'bbox': coco_evaluate's numbers for the boxes} plus 'segm' for the masks when both the
+    detections and the ground truth have masks (detection masks pasted with `paste_masks`)."""
+    from ._masks import paste_masks
+
+    gt = coco_ground_truth(gt_boxes, gt_labels, gt_valid, height=height, width=width, masks=gt_masks,
+                           class_names=class_names)
+    boxes, scores, labels, valid = (np.asarray(a) for a in detections[:4])
+    out = {"bbox": coco_evaluate(gt, coco_results(boxes, scores, labels, valid))}
+    if gt_masks is not None and detections.masks is not None:
+        masks = np.asarray(paste_masks(detections.masks, detections.boxes, height, width))
+        out["segm"] = coco_evaluate(gt, coco_results(boxes, scores, labels, valid, masks=masks), iou_type="segm")
+    return out

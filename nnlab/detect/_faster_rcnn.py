@@ -92,6 +92,8 @@ class FasterRCNNConfig:
     max_detections: int = 20
 
     def __post_init__(self):
+        for name in ("backbone", "anchor_scales", "anchor_ratios", "head_widths", "box_coder_weights"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # hashable, whatever sequence was given
         for name in ("num_classes", "rpn_width", "rpn_samples", "pre_nms", "proposals_train", "proposals_test",
                      "roi_size", "roi_samples", "mask_roi_size", "mask_width", "max_detections", "convs_per_stage"):
             check_positive(getattr(self, name), name=name, integer=True)

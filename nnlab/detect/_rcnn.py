@@ -57,6 +57,7 @@ class RCNNConfig:
     max_detections: int = 20
 
     def __post_init__(self):
+        object.__setattr__(self, "backbone", tuple(self.backbone))  # hashable, whatever sequence was given
         for name in ("num_classes", "crop_size", "feature_width", "roi_samples", "max_detections"):
             check_positive(getattr(self, name), name=name, integer=True)
         if not self.backbone:
