@@ -238,6 +238,15 @@ def test_roi_align_of_a_linear_map_is_the_bin_centre():
     np.testing.assert_allclose(got[0, :, :, 0], np.tile([2.0, 3.0, 4.0, 5.0], (2, 1)), rtol=1e-6)
 
 
+def test_roi_pool_gradient_goes_to_each_bins_maximum():
+    features = jnp.arange(16, dtype=jnp.float32).reshape(4, 4, 1)
+    box = jnp.array([[0, 0, 48, 48]], jnp.float32)  # cells 0..3: four 2 x 2 bins
+    grad = jax.grad(lambda f: jnp.sum(roi_pool(f, box, (2, 2), spatial_scale=1 / 16)))(features)
+    expected = np.zeros((4, 4), np.float32)
+    expected[1::2, 1::2] = 1.0  # the largest value of each bin is its bottom-right cell
+    np.testing.assert_array_equal(grad[:, :, 0], expected)
+
+
 def test_roi_ops_vmap_over_a_batch():
     features = jax.random.normal(jax.random.key(2), (3, 8, 8, 2))
     boxes = jnp.tile(jnp.asarray(_ROI_BOXES)[None], (3, 1, 1))
@@ -252,6 +261,7 @@ def test_roi_ops_vmap_over_a_batch():
     (lambda: roi_align(jnp.ones((1, 8, 8, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "features"),
     (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 5)), (2, 2), spatial_scale=1.0), "boxes"),
     (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 4)), (0, 2), spatial_scale=1.0), "output_size"),
+    (lambda: roi_pool(jnp.ones((40, 40, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "roi_align"),
     (lambda: nms(jnp.ones((3, 4)), jnp.ones((2,)), iou_threshold=0.5, max_outputs=2), "boxes, scores"),
     (lambda: nms(jnp.ones((3, 4)), jnp.ones((3,)), iou_threshold=0.5, max_outputs=0), "max_outputs"),
     (lambda: anchor_grid((2, 2), stride=16, scales=(), ratios=(1.0,)), "scales"),

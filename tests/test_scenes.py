@@ -108,3 +108,15 @@ def test_bad_scene_arguments_are_named(kwargs, message):
         make_scenes(source, 2, key=jax.random.key(0), **kwargs)
     with pytest.raises(ValueError, match="split"):
         mnist_scenes(2, key=jax.random.key(0), split="validation")
+
+
+def test_fashion_mnist_scenes_match_their_items():
+    from pathlib import Path
+
+    from nnlab.data import FASHION_CLASSES, fashion_mnist_scenes
+
+    if not (Path("/usr/share/datasets/fashion-mnist") / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST (Debian's dataset-fashion-mnist) is not installed")
+    s = fashion_mnist_scenes(10, key=jax.random.key(8), split="test", data_dir="/usr/share/datasets/fashion-mnist")
+    _check_objects(s, 0.05)
+    assert s.class_names == FASHION_CLASSES and s.name == "fashion-mnist-scenes-test"

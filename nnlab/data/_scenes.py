@@ -9,11 +9,9 @@ columns x1 .. x2 - 1 and rows y1 .. y2 - 1 (x2 - x1 is its width in pixels).
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_positive
@@ -108,28 +106,11 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union
 
 
-_CHUNK = 256  # scenes per compiled call of `_draws`, so a new n does not compile anew
-
-
-@partial(jax.jit, static_argnums=5)
-def _draw_chunk(key: jax.Array, start: jax.Array, source_n: jax.Array, min_objects: jax.Array,
-                max_objects: jax.Array, candidates: int):
-    def one(i):
-        k_count, k_index, k_uniform = jax.random.split(jax.random.fold_in(key, i), 3)
-        count = jax.random.randint(k_count, (), min_objects, max_objects + 1)
-        index = jax.random.randint(k_index, (candidates,), 0, source_n)
-        uniform = jax.random.uniform(k_uniform, (candidates, 3))
-        return count, index, uniform
-
-    return jax.vmap(one)(start + jnp.arange(_CHUNK))
-
-
-def _draws(key: jax.Array, n: int, source_n: int, candidates: int, min_objects: int, max_objects: int):
-    """The random numbers of `n` scenes; scene i uses only fold_in(key, i), so the first scenes do
-    not depend on `n`. count: [n], index: [n, candidates], uniform: [n, candidates, 3]."""
-    counts = [jnp.int32(v) for v in (source_n, min_objects, max_objects)]
-    chunks = [_draw_chunk(key, jnp.int32(s), *counts, candidates) for s in range(0, n, _CHUNK)]
-    return [np.concatenate([np.asarray(c[j]) for c in chunks])[:n] for j in range(3)]
+def _scene_rngs(key: jax.Array, n: int) -> list[np.random.Generator]:
+    """One NumPy generator per scene, seeded from the key's bits and the scene's index, so scene i
+    does not depend on n (host-side draws: rejection sampling is a loop, not an array program)."""
+    words = [int(w) for w in np.asarray(jax.random.key_data(key)).ravel()]
+    return [np.random.default_rng(np.random.SeedSequence(words, spawn_key=(i,))) for i in range(n)]
 
 
 def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[int, int] = 128,
@@ -142,11 +123,12 @@ def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[
     a random item, scaled so that the longer side of its strokes is uniform in [min_size, max_size]
     pixels, at a uniform random position inside the canvas. A placement is accepted when its box
     overlaps every box already placed by IoU <= max_iou and its strokes share no pixel with theirs
-    (so the instance map is exact); otherwise the next of `tries` candidates per object is taken,
-    and a scene whose canvas is too full keeps fewer objects (at least one). Strokes are the pixels
+    (so the instance map is exact); a scene tries `tries` random placements per object it wants,
+    and one whose canvas is too full keeps fewer objects. Strokes are the pixels
     >= threshold after scaling; fainter pixels are set to zero, so the image is exactly the sum
     of the objects and each box is tight around everything drawn of its object.
-    Deterministic from `key`: scene i depends only on fold_in(key, i).
+    Deterministic from `key`: scene i depends only on the key's bits and i (NumPy generators
+    seeded from both draw on the host).
     """
     check_positive(n, name="n", integer=True)
     height, width = (canvas, canvas) if isinstance(canvas, int) else tuple(canvas)
@@ -167,24 +149,23 @@ def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[
     if len(names) != source.num_classes:
         raise ValueError(f"class_names: expected {source.num_classes} names, got {len(names)}")
 
-    counts, index, uniform = _draws(key, n, source.n, max_objects * tries, min_objects, max_objects)
     images = np.zeros((n, height, width, 1), np.float32)
     boxes = np.zeros((n, max_objects, 4), np.float32)
     labels = np.zeros((n, max_objects), np.int32)
     valid = np.zeros((n, max_objects), bool)
     instances = np.zeros((n, height, width), np.uint8)
-    for i in range(n):
-        k = 0
-        for t in range(max_objects * tries):
-            if k == counts[i]:
+    for i, rng in enumerate(_scene_rngs(key, n)):
+        count, k = int(rng.integers(min_objects, max_objects + 1)), 0
+        for _ in range(count * tries):
+            if k == count:
                 break
-            item = source.x[index[i, t], :, :, 0]
+            index, (u_size, u_y, u_x) = int(rng.integers(source.n)), rng.random(3)
+            item = source.x[index, :, :, 0]
             if not np.any(item >= threshold):
                 continue
-            patch = _object_patch(item, min_size + uniform[i, t, 0] * (max_size - min_size), threshold)
+            patch = _object_patch(item, min_size + u_size * (max_size - min_size), threshold)
             ph, pw = patch.shape
-            y = int(uniform[i, t, 1] * (height - ph + 1))
-            x = int(uniform[i, t, 2] * (width - pw + 1))
+            y, x = int(u_y * (height - ph + 1)), int(u_x * (width - pw + 1))
             strokes = patch > 0
             rows, cols = np.nonzero(strokes)
             box = np.array([x + cols.min(), y + rows.min(), x + cols.max() + 1, y + rows.max() + 1], np.float32)
@@ -193,7 +174,7 @@ def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[
                 continue
             region[strokes] = k + 1
             images[i, y:y + ph, x:x + pw, 0] += patch
-            boxes[i, k], labels[i, k], valid[i, k] = box, source.y[index[i, t]], True
+            boxes[i, k], labels[i, k], valid[i, k] = box, source.y[index], True
             k += 1
     return Scenes(images, boxes, labels, valid, instances, source.num_classes, names, name)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +24,7 @@ def _weights(start: jax.Array, size: jax.Array, cells: int, length: int) -> jax.
     return jnp.where(inside[..., None], w, 0.0)
 
 
+@partial(jax.jit, static_argnames=("height", "width", "threshold"))
 def paste_masks(masks: jax.Array, boxes: jax.Array, height: int, width: int, *, threshold: float = 0.5) -> jax.Array:
     """Each box's mask probabilities, resampled bilinearly onto the image and thresholded.
 

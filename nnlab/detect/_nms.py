@@ -1,6 +1,9 @@
-"""Non-maximum suppression with a fixed number of outputs, so it jits and vmaps."""
+"""Non-maximum suppression with a fixed number of outputs, so it jits and vmaps; compiled, with
+iou_threshold and max_outputs static."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ def _iou_row(box: jax.Array, boxes: jax.Array) -> jax.Array:
     return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1.0), 0.0)
 
 
+@partial(jax.jit, static_argnames=("iou_threshold", "max_outputs"))
 def nms(boxes: jax.Array, scores: jax.Array, *, iou_threshold: float, max_outputs: int,
         valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Greedy non-maximum suppression: repeatedly keep the highest-scoring box left and drop every
@@ -48,6 +52,7 @@ def nms(boxes: jax.Array, scores: jax.Array, *, iou_threshold: float, max_output
     return indices, kept
 
 
+@partial(jax.jit, static_argnames=("iou_threshold", "max_outputs"))
 def batched_nms(boxes: jax.Array, scores: jax.Array, classes: jax.Array, *, iou_threshold: float,
                 max_outputs: int, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """`nms` within each class: boxes of different classes never suppress each other.
