@@ -1,7 +1,7 @@
 """Anchor labelling, RoI sampling and the three detectors' objectives on tiny scenes.
 
-Each objective must be finite and a few Optax Adam steps on two scenes must lower it (the loss
-is compared at one fixed key, before and after). Tiny canvases and backbones keep this fast.
+Each objective must be finite and 20 Optax Adam steps on two scenes must lower it clearly (the
+loss is compared at one fixed key, before and after). Tiny canvases and backbones keep this fast.
 """
 
 import jax
@@ -80,7 +80,7 @@ def test_sample_rois_labels_regions_by_their_best_gt_box():
     assert np.asarray(s["valid"]).all()
 
 
-def _adam_lowers(objective, variables, images, targets, steps=8, lr=1e-2):
+def _adam_lowers(objective, variables, images, targets, steps=20, lr=1e-2):
     """Returns the mean loss at one fixed key before and after `steps` Adam steps on these scenes."""
     state = {k: v for k, v in variables.items() if k != "params"}
 
@@ -109,7 +109,7 @@ def test_two_stage_objective_is_finite_and_adam_lowers_it(scenes, build):
     assert set(variables) == {"params", "batch_stats"}
     before, after, per_image, trained = _adam_lowers(det.objective, variables, images, targets)
     assert per_image.shape == (2,) and np.all(np.isfinite(per_image)) and np.all(per_image > 0)
-    assert after < 0.9 * before, (before, after)
+    assert after < 0.7 * before, (before, after)
     out = jax.jit(det.detect, compiler_options=FAST_COMPILE)(trained, images)
     valid = np.asarray(out.valid)
     assert out.boxes.shape == (2, TINY.max_detections, 4)
