@@ -61,7 +61,8 @@ def test_coco_scores_of_perfect_detections_with_masks(test_scenes):
     scores = coco_scores(s.boxes, s.labels, s.valid, detections, height=128, width=128, gt_masks=masks,
                          class_names=s.class_names)
     assert scores["bbox"]["map"] == pytest.approx(1.0)
-    assert 0.3 < scores["segm"]["map50"] < 1.0  # an 8 x 8 grid pasted back is close to the strokes, not exact
+    # an 8 x 8 grid pasted back is close to the strokes (IoU > 0.5), not exact (IoU < 0.95)
+    assert scores["segm"]["map50"] > 0.5 and scores["segm"]["map"] < 1.0
     assert "segm" not in coco_scores(s.boxes, s.labels, s.valid, detections, height=128, width=128)
 
 

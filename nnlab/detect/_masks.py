@@ -7,6 +7,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from ._roi import linear_weights
+
 
 def _weights(start: jax.Array, size: jax.Array, cells: int, length: int) -> jax.Array:
     """Bilinear weights [d, length, cells] that sample a box's `cells`-cell grid at the centres of
@@ -14,14 +16,7 @@ def _weights(start: jax.Array, size: jax.Array, cells: int, length: int) -> jax.
     centre = jnp.arange(length, dtype=jnp.float32)[None, :] + 0.5  # [1, length]
     u = (centre - start[:, None]) / jnp.maximum(size[:, None], 1e-6) * cells - 0.5  # [d, length]
     inside = (centre >= start[:, None]) & (centre < start[:, None] + size[:, None])
-    u = jnp.clip(u, 0.0, cells - 1)
-    low = jnp.floor(u)
-    frac = u - low
-    high = jnp.minimum(low + 1, cells - 1)
-    k = jnp.arange(cells, dtype=jnp.float32)[None, None, :]
-    w = (jnp.where(k == low[..., None], 1.0 - frac[..., None], 0.0)
-         + jnp.where(k == high[..., None], frac[..., None], 0.0))
-    return jnp.where(inside[..., None], w, 0.0)
+    return jnp.where(inside[..., None], linear_weights(u, cells), 0.0)
 
 
 @partial(jax.jit, static_argnames=("height", "width", "threshold"))

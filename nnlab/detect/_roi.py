@@ -98,6 +98,18 @@ def roi_pool(features: jax.Array, boxes: jax.Array, output_size: tuple[int, int]
     return jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
 
 
+def linear_weights(points: jax.Array, length: int) -> jax.Array:
+    """Linear interpolation weights of `points` (cell coordinates, clamped to [0, length - 1]) over
+    `length` cells: [..., n] -> [..., n, length], at most two non-zero weights per point, summing to 1."""
+    points = jnp.clip(points, 0.0, length - 1)
+    low = jnp.floor(points)
+    frac = points - low
+    high = jnp.minimum(low + 1, length - 1)
+    cells = jnp.arange(length, dtype=jnp.float32).reshape((1,) * points.ndim + (length,))
+    return (jnp.where(cells == low[..., None], 1.0 - frac[..., None], 0.0)
+            + jnp.where(cells == high[..., None], frac[..., None], 0.0))
+
+
 def _interpolation(start: jax.Array, size: jax.Array, bins: int, sampling: int, length: int) -> jax.Array:
     """Bilinear weights of bins * sampling points evenly inside each bin, over `length` cells:
     [r, bins * sampling, length]. A point outside [-1, length] weighs nothing; points in
@@ -106,14 +118,7 @@ def _interpolation(start: jax.Array, size: jax.Array, bins: int, sampling: int, 
     k = jnp.arange(bins * sampling, dtype=jnp.float32)[None, :]
     point = start[:, None] + (jnp.floor(k / sampling) + (k % sampling + 0.5) / sampling) * step  # [r, n]
     inside = (point >= -1.0) & (point <= length)
-    point = jnp.clip(point, 0.0, length - 1)
-    low = jnp.floor(point)
-    frac = point - low
-    high = jnp.minimum(low + 1, length - 1)
-    cells = jnp.arange(length, dtype=jnp.float32)[None, None, :]
-    weights = (jnp.where(cells == low[..., None], 1.0 - frac[..., None], 0.0)
-               + jnp.where(cells == high[..., None], frac[..., None], 0.0))
-    return jnp.where(inside[..., None], weights, 0.0)
+    return jnp.where(inside[..., None], linear_weights(point, length), 0.0)
 
 
 @partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned"))
