@@ -1,14 +1,19 @@
 """Anchor labelling, RoI sampling and the three detectors' objectives on tiny scenes.
 
-Each objective must be finite and 20 Optax Adam steps on two scenes must lower it clearly (the
-loss is compared at one fixed key, before and after). Tiny canvases and backbones keep this fast.
+Each objective must be finite and a few Optax Adam steps on two scenes (through nnlab.fit for
+Mask R-CNN) must lower it clearly (the loss is compared at one fixed key, before and after).
+Tiny canvases and backbones keep this fast.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+
+import nnlab
 
 from nnlab.data import Dataset, make_scenes
 from nnlab.detect import (
@@ -80,6 +85,77 @@ def test_sample_rois_labels_regions_by_their_best_gt_box():
     assert np.asarray(s["valid"]).all()
 
 
+@pytest.mark.optax_promotion
+def test_mask_rcnn_trained_by_fit_equals_an_optax_loop_and_lowers_its_loss(scenes):
+    """nnlab.fit trains the detector as a Model whose objective takes the targets pytree: its
+    parameters after 2 steps equal a hand-written Optax loop's over the same data order and keys
+    (fit's documented streams), and that loop's loss at one fixed key drops in 4 steps. (Later
+    steps are not compared: the RPN's top-k and NMS are discrete, so float-level differences
+    between the two compiled programs pick other proposals once objectness scores nearly tie.)
+    Mask R-CNN runs every part of Faster R-CNN plus the mask head. The state is initialised outside
+    fit: the detector's own init compiles at XLA optimisation level 0, which fit's jitted, vmapped
+    init program cannot (there it took over a minute to compile)."""
+    det = mask_rcnn(TINY)
+    model, data = det.as_model(), scenes.dataset()
+    config = nnlab.TrainConfig(epochs=2, batch_size=2, optimizer="adam", learning_rate=1e-2)
+    tx = optax.adam(1e-2)
+    root = jax.random.key(3)
+    state = nnlab.train.init_state(model, tx, jnp.asarray(scenes.images[:1]), key=root)
+    assert set(state.model_state) == {"batch_stats"}
+    result = nnlab.fit(model, data, key=root, config=config, state=state, tx=tx, progress=False)
+    assert len(result.history) == 2 and all(np.isfinite(h["train_loss"]) for h in result.history)
+
+    images, targets = jnp.asarray(scenes.images), {k: jnp.asarray(v) for k, v in scenes.targets().items()}
+    init = nnlab.train.init_state(model, tx, images[:1], key=root)
+    before, after, losses, trained = _optax_loop(det.objective, init.variables, images, targets, tx, root, steps=4,
+                                                 keep_at=2)
+    # the step losses agree closely (another data order or sampling key changes them by far more);
+    # Adam's g / sqrt(v) turns float-level differences of near-zero gradients between the two
+    # compiled programs into up to one step (lr = 1e-2) on a few parameters, hence atol 1e-2
+    np.testing.assert_allclose([h["train_loss"] for h in result.history], losses[:2], rtol=1e-3, atol=1e-5)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-2, atol=1e-2)
+    jax.tree.map(lambda a, b: close(np.asarray(a), np.asarray(b)), result.variables, trained)
+    assert after < 0.7 * before, (before, after)
+
+    out = jax.jit(det.detect, compiler_options=FAST_COMPILE)(result.variables, images)
+    valid = np.asarray(out.valid)
+    assert out.boxes.shape == (2, TINY.max_detections, 4)
+    boxes = np.asarray(out.boxes)[valid]
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 64) and np.all(boxes[:, 2:] > boxes[:, :2])
+    scores = np.where(valid, np.asarray(out.scores), -1)
+    assert np.all(np.diff(scores, axis=1) <= 0)  # sorted, valid first
+    assert out.masks.shape == (2, TINY.max_detections, 8, 8)
+    assert np.all((np.asarray(out.masks) >= 0) & (np.asarray(out.masks) <= 1))
+
+
+def _optax_loop(objective, variables, images, targets, tx, root, steps, keep_at):
+    """The loop fit documents, by hand: epoch e's order is epoch_order(stream(root, 'data'), e),
+    step t's sampling key fold_in(stream(root, 'dropout'), t). Returns the mean loss at one fixed
+    key before and after, each step's mean loss and the variables after `keep_at` steps."""
+    state = {k: v for k, v in variables.items() if k != "params"}
+
+    def mean_loss(params, state, x, t, key):
+        loss, updates = objective({**state, "params": params}, x, t, train=True, key=key)
+        return jnp.mean(loss), updates
+
+    grad = jax.jit(jax.value_and_grad(mean_loss, has_aux=True), compiler_options=FAST_COMPILE)
+    params, opt = variables["params"], tx.init(variables["params"])
+    (before, _), _ = grad(params, state, images, targets, jax.random.key(100))
+    data_key, sample_key = nnlab.train.stream(root, "data"), nnlab.train.stream(root, "dropout")
+    losses = []
+    for step in range(steps):
+        if step == keep_at:
+            kept = {**state, "params": params}
+        order = nnlab.train.epoch_order(data_key, step, n=images.shape[0], batch_size=images.shape[0])[0]
+        t = {k: v[order] for k, v in targets.items()}
+        (loss, updates), g = grad(params, state, images[order], t, jax.random.fold_in(sample_key, step))
+        losses.append(float(loss))
+        u, opt = tx.update(g, opt, params)
+        params, state = optax.apply_updates(params, u), {**state, **updates}
+    (after, _), _ = grad(params, state, images, targets, jax.random.key(100))
+    return float(before), float(after), losses, kept
+
+
 def _adam_lowers(objective, variables, images, targets, steps=20, lr=1e-2):
     """Returns the mean loss at one fixed key before and after `steps` Adam steps on these scenes."""
     state = {k: v for k, v in variables.items() if k != "params"}
@@ -98,30 +174,6 @@ def _adam_lowers(objective, variables, images, targets, steps=20, lr=1e-2):
         params, state = optax.apply_updates(params, u), {**state, **updates}
     (after, _), _ = grad(params, state, jax.random.key(100))
     return float(before), float(after), np.asarray(per_image), {**state, "params": params}
-
-
-@pytest.mark.optax_promotion
-@pytest.mark.parametrize("build", [faster_rcnn, mask_rcnn])
-def test_two_stage_objective_is_finite_and_adam_lowers_it(scenes, build):
-    det = build(TINY)
-    images, targets = jnp.asarray(scenes.images), {k: jnp.asarray(v) for k, v in scenes.targets().items()}
-    variables = det.init(jax.random.key(1), images)
-    assert set(variables) == {"params", "batch_stats"}
-    before, after, per_image, trained = _adam_lowers(det.objective, variables, images, targets)
-    assert per_image.shape == (2,) and np.all(np.isfinite(per_image)) and np.all(per_image > 0)
-    assert after < 0.7 * before, (before, after)
-    out = jax.jit(det.detect, compiler_options=FAST_COMPILE)(trained, images)
-    valid = np.asarray(out.valid)
-    assert out.boxes.shape == (2, TINY.max_detections, 4)
-    boxes = np.asarray(out.boxes)[valid]
-    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 64) and np.all(boxes[:, 2:] > boxes[:, :2])
-    scores = np.where(valid, np.asarray(out.scores), -1)
-    assert np.all(np.diff(scores, axis=1) <= 0)  # sorted, valid first
-    if det.name == "mask_rcnn":
-        assert out.masks.shape == (2, TINY.max_detections, 8, 8)
-        assert np.all((np.asarray(out.masks) >= 0) & (np.asarray(out.masks) <= 1))
-    else:
-        assert out.masks is None
 
 
 def test_per_image_losses_do_not_depend_on_the_batch(scenes):
@@ -176,7 +228,8 @@ def test_rcnn_cnn_and_svm_objectives_learn(scenes):
 
     features, t, ok = jax.jit(r.svm_data, compiler_options=FAST_COMPILE)(trained, images, targets)
     features, t = features[np.asarray(ok)], t[np.asarray(ok)]
-    assert np.all((np.asarray(t) == 1).sum(axis=0) >= 1)  # every class has a gt box among the scenes
+    present = np.unique(scenes.labels[scenes.valid])
+    assert np.all((np.asarray(t)[:, present] == 1).sum(axis=0) >= 1)  # every class in the scenes has a positive
     svm = r.svm_init(jax.random.key(2), features)
     svm_before, svm_after, _, svm_trained = _adam_lowers(lambda v, x, y, **kw: r.svm_objective(v, x, y, **kw), svm,
                                                          features, t, steps=20, lr=1e-2)

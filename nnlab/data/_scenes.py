@@ -60,6 +60,10 @@ class Scenes(NamedTuple):
         """The fixed-shape targets a detector's objective takes: boxes, labels, valid, instances."""
         return {"boxes": self.boxes, "labels": self.labels, "valid": self.valid, "instances": self.instances}
 
+    def dataset(self) -> Dataset:
+        """The scenes as a `Dataset` for `nnlab.fit`: x = images, y = the `targets()` pytree."""
+        return Dataset(self.images, self.targets(), self.num_classes, self.name)
+
     def take(self, n: int) -> "Scenes":
         """The first `n` scenes (all when n >= len)."""
         return self.subset(np.arange(min(n, self.n)))

@@ -16,6 +16,15 @@ Variables = dict[str, Any]
 INIT_COMPILE = {"xla_backend_optimization_level": 0}
 
 
+def compiled_init(init: Callable, key: jax.Array, images: jax.Array) -> Variables:
+    """`init({'params': key}, images)` compiled on its own with INIT_COMPILE, or traced into the
+    caller's program when called under a transformation (as `nnlab.fit` initialises its members
+    inside one jitted, vmapped program, where compiler options cannot be given)."""
+    if isinstance(key, jax.core.Tracer) or isinstance(images, jax.core.Tracer):
+        return init({"params": key}, images)
+    return jax.jit(init, compiler_options=INIT_COMPILE)({"params": key}, images)
+
+
 class Detections(NamedTuple):
     """A detector's answer for a batch of images, padded to max_detections per image.
 
@@ -51,10 +60,22 @@ class Detector(NamedTuple):
     name: str = "detector"
 
     def as_model(self) -> Model:
-        """The nnlab `Model` contract: apply(variables, images, *, train, key) -> (Detections, {})."""
+        """The detector as an nnlab `Model`, so that `nnlab.fit` trains it on a `Dataset` whose y is
+        the targets pytree (`Scenes.dataset()`): apply(variables, images, *, train, key) ->
+        (Detections, {}); objective(variables, images, targets, *, train, key) -> (per-image loss
+        [b], None, updates) (no error rate: early stopping follows the validation loss). The
+        trainer evaluates with key=None: the anchor and RoI samples of a validation loss then
+        come from the fixed key(0), so it is the same number at every epoch for the same weights.
+        """
 
         def apply(variables: Variables, images: jax.Array, *, train: bool, key: jax.Array | None = None):
             del train, key
             return self.detect(variables, images), {}
 
-        return Model(self.init, apply, None, self.name)
+        def objective(variables: Variables, images: jax.Array, targets, *, train: bool,
+                      key: jax.Array | None = None):
+            loss, updates = self.objective(variables, images, targets, train=train,
+                                           key=jax.random.key(0) if key is None else key)
+            return loss, None, updates
+
+        return Model(self.init, apply, None, self.name, objective)

@@ -24,7 +24,7 @@ from ..nn import conv, conv1x1, upsample
 from ._anchors import anchor_grid
 from ._backbone import ConvBackbone
 from ._boxes import clip_boxes, decode_boxes, encode_boxes
-from ._detector import INIT_COMPILE, Detections, Detector, Variables
+from ._detector import Detections, Detector, Variables, compiled_init
 from ._nms import batched_nms, nms
 from ._roi import roi_align, roi_pool
 from ._sampling import label_anchors, per_image_keys, sample_balanced, sample_rois
@@ -366,7 +366,7 @@ def faster_rcnn(config: FasterRCNNConfig | None = None, **overrides) -> Detector
     module = FasterRCNN(c)
 
     def init(key: jax.Array, images: jax.Array) -> Variables:
-        return dict(jax.jit(partial(module.init, train=False), compiler_options=INIT_COMPILE)({"params": key}, images))
+        return dict(compiled_init(partial(module.init, train=False), key, images))
 
     def objective(variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array):
         mutable = [k for k in variables if k != "params"] if train else False

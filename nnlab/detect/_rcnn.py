@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import optax
 
 from .._checks import check_positive
+from ..nn import Model
 from ._backbone import ConvBackbone
-from ._detector import INIT_COMPILE, Detections, Variables
+from ._detector import Detections, Variables, compiled_init
 from ._nms import batched_nms
 from ._roi import roi_align
 from ._sampling import match_boxes, per_image_keys, sample_rois
@@ -130,6 +131,7 @@ class RCNN(NamedTuple):
       (per_sample_loss [n], {}): sum over classes of the hinge loss max(0, 1 - t s) where t != 0,
       plus svm_l2 / 2 * |W|^2 (so the mean over samples is the SVM primal).
     detect(variables, svm_variables, images, proposals, proposals_valid) -> Detections
+    apply_cnn(variables, crops, train) -> (class logits [n, num_classes + 1], updates)
     """
 
     init: Callable
@@ -138,8 +140,28 @@ class RCNN(NamedTuple):
     svm_init: Callable
     svm_objective: Callable
     detect: Callable
+    apply_cnn: Callable
     config: RCNNConfig
     name: str = "rcnn"
+
+    def as_model(self) -> Model:
+        """The CNN stage as an nnlab `Model`, for `nnlab.fit` on a `Dataset` whose y is the targets
+        pytree with proposals: apply(variables, crops [n, crop, crop, c], *, train, key) ->
+        (class logits [n, num_classes + 1], updates) classifies warped regions; objective as
+        `objective`, with no error rate, and samples from the fixed key(0) when key is None."""
+        cnn_apply = self.apply_cnn
+
+        def apply(variables: Variables, crops: jax.Array, *, train: bool, key: jax.Array | None = None):
+            del key
+            return cnn_apply(variables, crops, train)
+
+        def objective(variables: Variables, images: jax.Array, targets, *, train: bool,
+                      key: jax.Array | None = None):
+            loss, updates = self.objective(variables, images, targets, train=train,
+                                           key=jax.random.key(0) if key is None else key)
+            return loss, None, updates
+
+        return Model(self.init, apply, None, self.name, objective)
 
 
 def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
@@ -151,7 +173,7 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
 
     def init(key: jax.Array, images: jax.Array) -> Variables:
         crops = jnp.zeros((1, c.crop_size, c.crop_size, images.shape[-1]), images.dtype)
-        return dict(jax.jit(partial(cnn.init, train=False), compiler_options=INIT_COMPILE)({"params": key}, crops))
+        return dict(compiled_init(partial(cnn.init, train=False), key, crops))
 
     def run_cnn(variables, crops, train):
         mutable = [k for k in variables if k != "params"] if train else False
@@ -216,4 +238,8 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
 
         return Detections(*jax.vmap(per_image)(proposals.astype(jnp.float32), proposals_valid.astype(bool), scores))
 
-    return RCNN(init, objective, svm_data, svm_init, svm_objective, detect, c)
+    def apply_cnn(variables: Variables, crops: jax.Array, train: bool):
+        logits, _, updates = run_cnn(variables, crops, train)
+        return logits, updates
+
+    return RCNN(init, objective, svm_data, svm_init, svm_objective, detect, apply_cnn, c)
