@@ -114,8 +114,9 @@ class FlaxExample(_EpochByEpoch):
         return time.perf_counter() - t0
 
     def test_accuracy(self) -> float:
-        pred = np.concatenate([self.predict(self.state.params, self.test.x[i:i + 1000])
-                               for i in range(0, len(self.test.x), 1000)])
+        pred = np.concatenate(
+            [self.predict(self.state.params, self.test.x[i : i + 1000]) for i in range(0, len(self.test.x), 1000)]
+        )
         return float(np.mean(pred == self.test.y))
 
 
@@ -132,11 +133,18 @@ class NnlabFit:
         accuracies = []
 
         def test(epoch, state, record):
-            accuracies.append(nnlab.evaluate(self.model, state.variables, self.test.x, self.test.y,
-                                             num_classes=10).accuracy)
+            accuracies.append(
+                nnlab.evaluate(self.model, state.variables, self.test.x, self.test.y, num_classes=10).accuracy
+            )
 
-        r = nnlab.fit(self.model, self.train, key=self.seed, config=self.config.replace(epochs=epochs),
-                      callbacks=[test], progress=False)
+        r = nnlab.fit(
+            self.model,
+            self.train,
+            key=self.seed,
+            config=self.config.replace(epochs=epochs),
+            callbacks=[test],
+            progress=False,
+        )
         self.name = f"nnlab[{r.engine},{self.config.compute_dtype}]" if self.config.engine == "auto" else self.name
         return r.epoch_seconds, accuracies
 
@@ -153,9 +161,17 @@ class TorchEager(_EpochByEpoch):
         torch.manual_seed(seed)
         tnn = torch.nn
         self.model = tnn.Sequential(
-            tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.AvgPool2d(2),
-            tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.AvgPool2d(2),
-            tnn.Flatten(), tnn.Linear(3136, 256), tnn.ReLU(), tnn.Linear(256, 10))
+            tnn.Conv2d(1, 32, 3, padding=1),
+            tnn.ReLU(),
+            tnn.AvgPool2d(2),
+            tnn.Conv2d(32, 64, 3, padding=1),
+            tnn.ReLU(),
+            tnn.AvgPool2d(2),
+            tnn.Flatten(),
+            tnn.Linear(3136, 256),
+            tnn.ReLU(),
+            tnn.Linear(256, 10),
+        )
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
         self.x = torch.from_numpy(np.ascontiguousarray(train.x.transpose(0, 3, 1, 2)))
         self.y = torch.from_numpy(train.y.astype(np.int64))
@@ -179,8 +195,9 @@ class TorchEager(_EpochByEpoch):
 
     def test_accuracy(self) -> float:
         with self.torch.no_grad():
-            pred = np.concatenate([self.model(self.test_x[i:i + 1000]).argmax(-1).numpy()
-                                   for i in range(0, len(self.test_y), 1000)])
+            pred = np.concatenate(
+                [self.model(self.test_x[i : i + 1000]).argmax(-1).numpy() for i in range(0, len(self.test_y), 1000)]
+            )
         return float(np.mean(pred == self.test_y))
 
 
@@ -190,8 +207,11 @@ def summary(times: list[float], accuracies: list[float], n: int, target: float) 
     compile_s = max(times[0] - steady, 0.0)
     reached = next((i for i, a in enumerate(accuracies) if a >= target), None)
     return {
-        "epoch_seconds": times, "test_accuracy": accuracies, "compile_seconds": compile_s,
-        "seconds_per_epoch": steady, "images_per_second": n / steady,
+        "epoch_seconds": times,
+        "test_accuracy": accuracies,
+        "compile_seconds": compile_s,
+        "seconds_per_epoch": steady,
+        "images_per_second": n / steady,
         "epochs_to_target": None if reached is None else reached + 1,
         "seconds_to_target": None if reached is None else sum(times[: reached + 1]) - compile_s,
     }
@@ -220,35 +240,71 @@ def main(argv=None) -> int:
     if not args.no_torch:
         try:
             import torch
+
             contenders.append(TorchEager(train, test, args.seed))
             versions = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
         except ImportError:
             print("PyTorch is not installed: left out", file=sys.stderr)
     rounds: dict[str, list[dict]] = {}
     for r in range(args.rounds):
-        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
         for c in order if r % 2 == 0 else order[::-1]:
             times, accuracies = c.run(args.epochs)
             rounds.setdefault(c.name, []).append(summary(times, accuracies, train.n, args.target))
-            print(f"round {r} {c.name:24s} epochs {' '.join(f'{t:.3f}' for t in times)} s, test accuracy "
-                  f"{' '.join(f'{a:.4f}' for a in accuracies)}", flush=True)
-    results = {name: {**runs[-1], **{k: statistics.median(run[k] for run in runs)
-                                     for k in ("seconds_per_epoch", "images_per_second", "compile_seconds")},
-                      "rounds": runs} for name, runs in rounds.items()}
+            print(
+                f"round {r} {c.name:24s} epochs {' '.join(f'{t:.3f}' for t in times)} s, test accuracy "
+                f"{' '.join(f'{a:.4f}' for a in accuracies)}",
+                flush=True,
+            )
+    results = {
+        name: {
+            **runs[-1],
+            **{
+                k: statistics.median(run[k] for run in runs)
+                for k in ("seconds_per_epoch", "images_per_second", "compile_seconds")
+            },
+            "rounds": runs,
+        }
+        for name, runs in rounds.items()
+    }
     base = results["flax-example"]["seconds_per_epoch"]
     torch_s = results.get("pytorch-eager", {}).get("seconds_per_epoch")
     rows = []
     for name, r in results.items():
         r["ratio_to_flax_example"] = r["seconds_per_epoch"] / base
         r["ratio_to_pytorch"] = None if torch_s is None else r["seconds_per_epoch"] / torch_s
-        rows.append({"contender": name, **{k: r[k] for k in (
-            "seconds_per_epoch", "images_per_second", "compile_seconds", "ratio_to_flax_example", "ratio_to_pytorch",
-            "seconds_to_target")}, "final_accuracy": r["test_accuracy"][-1]})
+        rows.append(
+            {
+                "contender": name,
+                **{
+                    k: r[k]
+                    for k in (
+                        "seconds_per_epoch",
+                        "images_per_second",
+                        "compile_seconds",
+                        "ratio_to_flax_example",
+                        "ratio_to_pytorch",
+                        "seconds_to_target",
+                    )
+                },
+                "final_accuracy": r["test_accuracy"][-1],
+            }
+        )
     print(nnlab.report.format_table(rows, list(rows[0])))
-    out = {"benchmark": "flax-cnn", "batch_size": BATCH, "n_train": train.n, "epochs": args.epochs,
-           "target": args.target, "rounds": args.rounds,
-           "results": results, **nnlab.report.environment(), "flax_version": flax.__version__, **versions,
-           "xla_flags": os.environ.get("XLA_FLAGS"), "command": "python " + shlex.join(sys.argv)}
+    out = {
+        "benchmark": "flax-cnn",
+        "batch_size": BATCH,
+        "n_train": train.n,
+        "epochs": args.epochs,
+        "target": args.target,
+        "rounds": args.rounds,
+        "results": results,
+        **nnlab.report.environment(),
+        "flax_version": flax.__version__,
+        **versions,
+        "xla_flags": os.environ.get("XLA_FLAGS"),
+        "command": "python " + shlex.join(sys.argv),
+    }
     if args.json:
         nnlab.report.write_json(args.json, out)
     return 0

@@ -15,8 +15,10 @@ import optax
 
 import nnlab
 
-POOLS = {"reduce-window (flax nn.max_pool)": lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
-         "reshape (nnlab.nn.max_pool)": lambda x: nnlab.nn.max_pool(x, 2)}
+POOLS = {
+    "reduce-window (flax nn.max_pool)": lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
+    "reshape (nnlab.nn.max_pool)": lambda x: nnlab.nn.max_pool(x, 2),
+}
 
 
 class SmallCNN(nn.Module):
@@ -42,7 +44,9 @@ def step_seconds(pool: str, batch: int, steps: int) -> float:
 
     @jax.jit
     def step(params, opt_state):
-        loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
+        def loss(p):
+            return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
+
         updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -65,11 +69,14 @@ def main() -> None:
     for r in range(args.rounds):
         ms = {name: 1000 * step_seconds(name, args.batch, args.steps) for name in POOLS}
         base, new = ms.values()
-        rows.append({"round": r, **{f"{name}: ms/step": round(v, 1) for name, v in ms.items()},
-                     "speedup": round(base / new, 2)})
+        rows.append(
+            {"round": r, **{f"{name}: ms/step": round(v, 1) for name, v in ms.items()}, "speedup": round(base / new, 2)}
+        )
     print(nnlab.report.format_table(rows))
     if args.json:
-        nnlab.report.write_json(args.json, {"rows": rows, "batch": args.batch, "steps": args.steps, **nnlab.report.environment()})
+        nnlab.report.write_json(
+            args.json, {"rows": rows, "batch": args.batch, "steps": args.steps, **nnlab.report.environment()}
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import nnlab
@@ -37,8 +36,9 @@ class PatchConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        patches = jax.lax.conv_general_dilated_patches(x, (3, 3), (1, 1), "SAME",
-                                                       dimension_numbers=("NHWC", "OIHW", "NHWC"))
+        patches = jax.lax.conv_general_dilated_patches(
+            x, (3, 3), (1, 1), "SAME", dimension_numbers=("NHWC", "OIHW", "NHWC")
+        )
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (patches.shape[-1], self.features))
         return patches @ kernel + self.param("bias", nn.initializers.zeros, (self.features,))
 
@@ -71,21 +71,37 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir) -> lis
     model = nnlab.build_model(cfg, splits.train)
     rows = []
     for r in range(rounds):
-        many = nnlab.fit_many(model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val,
-                              progress=False)
-        sequential = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val,
-                                progress=False) for i in range(members)]
+        many = nnlab.fit_many(
+            model, splits.train, keys=list(range(members)), config=train_cfg, val=splits.val, progress=False
+        )
+        sequential = [
+            nnlab.fit(model, splits.train, key=jax.random.key(i), config=train_cfg, val=splits.val, progress=False)
+            for i in range(members)
+        ]
         seq_seconds = sum(r.train_seconds for r in sequential)
         seq_epoch = sum(float(np.median(r.epoch_seconds[1:])) for r in sequential)
-        rows.append({"round": r, "model": "mnist-mlp", "members": members, "epochs": epochs,
-                     "vmapped_train_s": many.train_seconds, "sequential_train_s": seq_seconds,
-                     "speedup_total": seq_seconds / many.train_seconds,
-                     "vmapped_epoch_s": _steady_epoch_seconds(many.histories), "sequential_epoch_s": seq_epoch,
-                     "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories)})
+        rows.append(
+            {
+                "round": r,
+                "model": "mnist-mlp",
+                "members": members,
+                "epochs": epochs,
+                "vmapped_train_s": many.train_seconds,
+                "sequential_train_s": seq_seconds,
+                "speedup_total": seq_seconds / many.train_seconds,
+                "vmapped_epoch_s": _steady_epoch_seconds(many.histories),
+                "sequential_epoch_s": seq_epoch,
+                "speedup_per_epoch": seq_epoch / _steady_epoch_seconds(many.histories),
+            }
+        )
         if procs > 1:
             par = processes(members, epochs, procs, data_dir)
-            rows[-1].update(par, processes=procs, vs_processes_total=par["processes_train_s"] / many.train_seconds,
-                            vs_processes_per_epoch=par["processes_epoch_s"] / _steady_epoch_seconds(many.histories))
+            rows[-1].update(
+                par,
+                processes=procs,
+                vs_processes_total=par["processes_train_s"] / many.train_seconds,
+                vs_processes_per_epoch=par["processes_epoch_s"] / _steady_epoch_seconds(many.histories),
+            )
     return rows
 
 
@@ -107,12 +123,22 @@ print(json.dumps({"start": start, "end": time.time(), "epoch_s": [r.epoch_second
 
 def processes(members: int, epochs: int, procs: int, data_dir) -> dict:
     """`procs` processes at once, one XLA:CPU thread each, training members / procs seeds each with `fit`."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-           "NNLAB_COMPILATION_CACHE": "off"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+        "NNLAB_COMPILATION_CACHE": "off",
+    }
     go = time.time() + 30  # time to import jax and load MNIST in every process
     parts = np.array_split(np.arange(members), procs)
-    jobs = [subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go])],
-                             env=env, stdout=subprocess.PIPE, text=True) for p in parts]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go])],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for p in parts
+    ]
     outs = [json.loads(job.communicate()[0].strip().splitlines()[-1]) for job in jobs]
     if any(job.returncode for job in jobs):
         raise RuntimeError("processes: a worker failed")
@@ -133,9 +159,16 @@ def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[d
         one = nnlab.fit_many(model, train, keys=[0], config=cfg, progress=False)
         many = nnlab.fit_many(model, train, keys=list(range(members)), config=cfg, progress=False)
         t1, ts = _steady_epoch_seconds(one.histories), _steady_epoch_seconds(many.histories)
-        rows.append({"model": "flax-example-cnn", "conv": "patches @ kernel" if patches else "nn.Conv",
-                     "members": members, "one_epoch_seconds": t1, "members_epoch_seconds": ts,
-                     "cost_vs_one_model": ts / t1})
+        rows.append(
+            {
+                "model": "flax-example-cnn",
+                "conv": "patches @ kernel" if patches else "nn.Conv",
+                "members": members,
+                "one_epoch_seconds": t1,
+                "members_epoch_seconds": ts,
+                "cost_vs_one_model": ts / t1,
+            }
+        )
     return rows
 
 

@@ -33,18 +33,23 @@ def main() -> None:
     train, _ = nnlab.fashion_mnist(args.data_dir)
     batch = 100
     model = nnlab.from_linen(DepthNet(args.blocks, True), input_shape=(28, 28, 1))
-    config = nnlab.TrainConfig(epochs=args.epochs, batch_size=batch, optimizer="heavy_ball", learning_rate=0.05,
-                               engine="step")
-    result = nnlab.fit_many(model, train.take(args.steps * batch), keys=list(range(args.members)), config=config,
-                            progress=False)
+    config = nnlab.TrainConfig(
+        epochs=args.epochs, batch_size=batch, optimizer="heavy_ball", learning_rate=0.05, engine="step"
+    )
+    result = nnlab.fit_many(
+        model, train.take(args.steps * batch), keys=list(range(args.members)), config=config, progress=False
+    )
     epochs = [h["seconds"] for h in result.histories[0]]
     step = statistics.median(epochs[1:]) / args.steps
     env = nnlab.report.environment()
-    print(f"depth {2 + 6 * args.blocks}, {args.members} member(s), batch {batch}: {1000 * step:.2f} ms per step "
-          f"(first epoch with compilation {epochs[0]:.1f} s) on {env['device']}")
+    print(
+        f"depth {2 + 6 * args.blocks}, {args.members} member(s), batch {batch}: {1000 * step:.2f} ms per step "
+        f"(first epoch with compilation {epochs[0]:.1f} s) on {env['device']}"
+    )
     if args.json:
-        nnlab.report.write_json(args.json, {"seconds_per_step": step, "epoch_seconds": epochs, "args": vars(args),
-                                            **env})
+        nnlab.report.write_json(
+            args.json, {"seconds_per_step": step, "epoch_seconds": epochs, "args": vars(args), **env}
+        )
 
 
 if __name__ == "__main__":

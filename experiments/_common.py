@@ -1,5 +1,5 @@
 """What every study script shares: small/full settings on the command line, seed statistics,
-the persistent compilation cache and the metadata written beside each result."""
+the persistent compilation cache, the data split, and the metadata and files written for each result."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -48,8 +49,12 @@ def compilation_cache() -> None:
 def spread(values) -> dict:
     """Mean, sample standard deviation (ddof=1), min and max over seeds."""
     v = np.asarray(values, np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max())}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
 
 
 def pm(values, scale: float = 1.0, digits: int = 2) -> str:
@@ -60,10 +65,31 @@ def pm(values, scale: float = 1.0, digits: int = 2) -> str:
 
 def metadata(args: argparse.Namespace, started: float, chosen: dict) -> dict:
     """Command, settings, wall time and environment of a study run."""
-    return {"command": "python " + shlex.join(sys.argv), "size": args.size, "settings": chosen,
-            "wall_seconds": time.perf_counter() - started, **nnlab.report.environment()}
+    return {
+        "command": "python " + shlex.join(sys.argv),
+        "size": args.size,
+        "settings": chosen,
+        "wall_seconds": time.perf_counter() - started,
+        **nnlab.report.environment(),
+    }
 
 
 def subset(data: nnlab.Dataset, n: int | None) -> nnlab.Dataset:
     """The first n samples (all when n is None)."""
     return data if n is None else data.take(n)
+
+
+def split(train: nnlab.Dataset, test: nnlab.Dataset, cfg: dict) -> nnlab.data.Splits:
+    """The first n_train + n_val training samples split into train / val (split key 0), and `test`."""
+    return nnlab.data.train_val_test(
+        subset(train, cfg["n_train"] + cfg["n_val"]), test, n_val=cfg["n_val"], key=nnlab.train.as_key(0)
+    )
+
+
+def finish(results: dict, args: argparse.Namespace, plot: Callable[[str], None]) -> None:
+    """Writes --json, draws --png with plot(path), and prints the run's wall time."""
+    if args.json:
+        nnlab.report.write_json(args.json, results)
+    if args.png:
+        plot(args.png)
+    print(f"wall time {results['wall_seconds']:.0f} s")

@@ -51,8 +51,14 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def train_config(args, epochs: int) -> nnlab.TrainConfig:
-    return nnlab.TrainConfig(epochs=epochs, batch_size=args.batch_size, optimizer="adam",
-                             learning_rate=args.learning_rate, schedule="cosine", warmup_epochs=min(1, epochs - 1))
+    return nnlab.TrainConfig(
+        epochs=epochs,
+        batch_size=args.batch_size,
+        optimizer="adam",
+        learning_rate=args.learning_rate,
+        schedule="cosine",
+        warmup_epochs=min(1, epochs - 1),
+    )
 
 
 def fit_detector(model: nnlab.Model, data: nnlab.Dataset, config: nnlab.TrainConfig, seed: int):
@@ -71,9 +77,16 @@ def images_per_second(run, n: int) -> float:
 
 
 def scores(test, detections) -> dict:
-    s = nnlab.detect.coco_scores(test.boxes, test.labels, test.valid, detections, height=test.images.shape[1],
-                                 width=test.images.shape[2], gt_masks=test.masks() if detections.masks is not None
-                                 else None, class_names=test.class_names)
+    s = nnlab.detect.coco_scores(
+        test.boxes,
+        test.labels,
+        test.valid,
+        detections,
+        height=test.images.shape[1],
+        width=test.images.shape[2],
+        gt_masks=test.masks() if detections.masks is not None else None,
+        class_names=test.class_names,
+    )
     out = {"map50": s["bbox"]["AP50"], "map": s["bbox"]["AP"]}
     if "segm" in s:
         out["mask_ap"], out["mask_ap50"] = s["segm"]["AP"], s["segm"]["AP50"]
@@ -84,10 +97,11 @@ def batched(fn, images, batch: int = 50):
     """fn over images in batches, Detections concatenated (the last batch padded, then cut)."""
     parts = []
     for start in range(0, images.shape[0], batch):
-        chunk = images[start:start + batch]
+        chunk = images[start : start + batch]
         pad = batch - chunk.shape[0]
         out = fn(jnp.asarray(np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])))
-        parts.append(jax.tree.map(lambda a: np.asarray(a)[:chunk.shape[0]], out))
+        n = chunk.shape[0]
+        parts.append(jax.tree.map(lambda a, n=n: np.asarray(a)[:n], out))
     return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
@@ -96,10 +110,14 @@ def two_stage(name: str, args, train, test) -> tuple[dict, object]:
     result = fit_detector(det.as_model(), train.dataset(), train_config(args, args.epochs), args.seed)
     detect = jax.jit(det.detect)
     out = batched(lambda x: detect(result.variables, x), test.images)
-    speed_x = jnp.asarray(test.images[:args.speed_images])
-    row = {**scores(test, out), "train_seconds": result.train_seconds, "epochs": args.epochs,
-           "final_train_loss": result.history[-1]["train_loss"],
-           "images_per_second": images_per_second(lambda: detect(result.variables, speed_x), args.speed_images)}
+    speed_x = jnp.asarray(test.images[: args.speed_images])
+    row = {
+        **scores(test, out),
+        "train_seconds": result.train_seconds,
+        "epochs": args.epochs,
+        "final_train_loss": result.history[-1]["train_loss"],
+        "images_per_second": images_per_second(lambda: detect(result.variables, speed_x), args.speed_images),
+    }
     return row, out
 
 
@@ -111,8 +129,12 @@ def rcnn(args, train, test) -> tuple[dict, object]:
     data = nnlab.Dataset(train.images, targets, train.num_classes, "scenes+proposals")
     result = fit_detector(r.as_model(), data, train_config(args, args.rcnn_epochs), args.seed)
     svm_data = jax.jit(r.svm_data)
-    feats, t, ok = (np.asarray(a) for a in svm_data(result.variables, jnp.asarray(train.images[:500]),
-                                                     jax.tree.map(lambda a: jnp.asarray(a[:500]), targets)))
+    feats, t, ok = (
+        np.asarray(a)
+        for a in svm_data(
+            result.variables, jnp.asarray(train.images[:500]), jax.tree.map(lambda a: jnp.asarray(a[:500]), targets)
+        )
+    )
     feats, t = feats[ok], t[ok]
     svm = r.svm_init(jax.random.key(args.seed), jnp.asarray(feats))
     tx = optax.adam(1e-2)
@@ -120,8 +142,9 @@ def rcnn(args, train, test) -> tuple[dict, object]:
 
     @jax.jit
     def svm_step(params, opt):
-        g = jax.grad(lambda p: jnp.mean(r.svm_objective({"params": p}, jnp.asarray(feats), jnp.asarray(t),
-                                                        train=True)[0]))(params)
+        g = jax.grad(
+            lambda p: jnp.mean(r.svm_objective({"params": p}, jnp.asarray(feats), jnp.asarray(t), train=True)[0])
+        )(params)
         u, opt = tx.update(g, opt, params)
         return optax.apply_updates(params, u), opt
 
@@ -133,19 +156,31 @@ def rcnn(args, train, test) -> tuple[dict, object]:
     test_props, test_valid = nnlab.detect.propose_regions(test.images)
     parts = []
     for s in range(0, test.n, 50):
-        parts.append(jax.tree.map(np.asarray, detect(result.variables, {"params": params},
-                                                     jnp.asarray(test.images[s:s + 50]),
-                                                     jnp.asarray(test_props[s:s + 50]),
-                                                     jnp.asarray(test_valid[s:s + 50]))))
+        parts.append(
+            jax.tree.map(
+                np.asarray,
+                detect(
+                    result.variables,
+                    {"params": params},
+                    jnp.asarray(test.images[s : s + 50]),
+                    jnp.asarray(test_props[s : s + 50]),
+                    jnp.asarray(test_valid[s : s + 50]),
+                ),
+            )
+        )
     out = jax.tree.map(lambda *a: np.concatenate(a), *parts)
-    speed = test.images[:args.speed_images]
+    speed = test.images[: args.speed_images]
 
     def run():  # the whole R-CNN inference: selective search, then the CNN once per proposal
         props, ok = nnlab.detect.propose_regions(speed)
         return detect(result.variables, {"params": params}, jnp.asarray(speed), jnp.asarray(props), jnp.asarray(ok))
 
-    row = {**scores(test, out), "train_seconds": train_seconds, "epochs": args.rcnn_epochs,
-           "images_per_second": images_per_second(run, args.speed_images)}
+    row = {
+        **scores(test, out),
+        "train_seconds": train_seconds,
+        "epochs": args.rcnn_epochs,
+        "images_per_second": images_per_second(run, args.speed_images),
+    }
     return row, out
 
 
@@ -167,15 +202,37 @@ def main(argv=None) -> dict:
         k = 8
         masks = None
         if out.masks is not None:
-            masks = np.asarray(nnlab.detect.paste_masks(jnp.asarray(out.masks[:k]), jnp.asarray(out.boxes[:k]),
-                                                        test.images.shape[1], test.images.shape[2])) > 0.5
-        nnlab.detect.draw_detections(args.png, test.images[:k], out.boxes[:k], out.labels[:k], out.valid[:k],
-                                     scores=out.scores[:k], masks=masks, class_names=test.class_names,
-                                     gt_boxes=test.boxes[:k], gt_valid=test.valid[:k],
-                                     title=f"{name} on test scenes (dashed: ground truth)")
-    report = {**results, "train_scenes": args.train, "test_scenes": args.test,
-              "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-              "environment": nnlab.report.environment()}
+            masks = (
+                np.asarray(
+                    nnlab.detect.paste_masks(
+                        jnp.asarray(out.masks[:k]),
+                        jnp.asarray(out.boxes[:k]),
+                        test.images.shape[1],
+                        test.images.shape[2],
+                    )
+                )
+                > 0.5
+            )
+        nnlab.detect.draw_detections(
+            args.png,
+            test.images[:k],
+            out.boxes[:k],
+            out.labels[:k],
+            out.valid[:k],
+            scores=out.scores[:k],
+            masks=masks,
+            class_names=test.class_names,
+            gt_boxes=test.boxes[:k],
+            gt_valid=test.valid[:k],
+            title=f"{name} on test scenes (dashed: ground truth)",
+        )
+    report = {
+        **results,
+        "train_scenes": args.train,
+        "test_scenes": args.test,
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "environment": nnlab.report.environment(),
+    }
     if args.json:
         nnlab.report.write_json(args.json, report)
     return report

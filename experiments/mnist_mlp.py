@@ -38,10 +38,18 @@ def main() -> None:
     for name, cfg in variants(base).items():
         results, _ = nnlab.run(cfg)
         runs[name] = results
-        rows.append({"variant": name, "test_error_%": 100 * results["test_error"], "test_errors": results["test_errors"],
-                     "val_error_%": 100 * results["val_error"], "best_epoch": results["best_epoch"],
-                     "epochs_run": results["epochs_run"], "params": results["params"],
-                     "train_s": round(results["train_seconds"], 1)})
+        rows.append(
+            {
+                "variant": name,
+                "test_error_%": 100 * results["test_error"],
+                "test_errors": results["test_errors"],
+                "val_error_%": 100 * results["val_error"],
+                "best_epoch": results["best_epoch"],
+                "epochs_run": results["epochs_run"],
+                "params": results["params"],
+                "train_s": round(results["train_seconds"], 1),
+            }
+        )
     print(nnlab.report.format_table(rows))
     if args.json:
         nnlab.report.write_json(args.json, {"rows": rows, "runs": runs, **nnlab.report.environment()})

@@ -29,8 +29,14 @@ def plot(results: dict, path: str) -> None:
     ax.bar(range(S), [100 * e for e in results["seed_test_error"]], color="tab:blue", label="single model")
     ax.axhline(100 * results["test_error_mean"], color="gray", ls="--", label="mean of single models")
     ax.axhline(100 * results["ensemble_test_error"], color="tab:red", label=f"ensemble of {S} (sum of outputs)")
-    ax.set(xlabel="seed", ylabel="test error (%)", xticks=range(S), xticklabels=results["seeds"],
-           ylim=(0, 1.3 * 100 * max(results["seed_test_error"])), title="test error per seed")
+    ax.set(
+        xlabel="seed",
+        ylabel="test error (%)",
+        xticks=range(S),
+        xticklabels=results["seeds"],
+        ylim=(0, 1.3 * 100 * max(results["seed_test_error"])),
+        title="test error per seed",
+    )
     ax.legend(fontsize=7, loc="lower right")
     only = np.zeros((S, S), int)
     for p in results["pairwise_disagreement"]:
@@ -38,14 +44,25 @@ def plot(results: dict, path: str) -> None:
     np.fill_diagonal(only, results["seed_errors"])
     ax = axes[1]
     im = ax.imshow(only, cmap="viridis")
-    ax.set(xlabel="seed b", ylabel="seed a", xticks=range(S), yticks=range(S), xticklabels=results["seeds"],
-           yticklabels=results["seeds"], title="errors of a that b does not make\n(diagonal: all errors of a)")
+    ax.set(
+        xlabel="seed b",
+        ylabel="seed a",
+        xticks=range(S),
+        yticks=range(S),
+        xticklabels=results["seeds"],
+        yticklabels=results["seeds"],
+        title="errors of a that b does not make\n(diagonal: all errors of a)",
+    )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax = axes[2]
     k = results["wrong_by_exactly_k"]
     ax.bar(range(1, S + 1), k[1:], color="tab:orange")
-    ax.set(xlabel="k", ylabel="test samples", xticks=range(1, S + 1),
-           title=f"misclassified by exactly k of {S} models\n({k[0]} by none)")
+    ax.set(
+        xlabel="k",
+        ylabel="test samples",
+        xticks=range(1, S + 1),
+        title=f"misclassified by exactly k of {S} models\n({k[0]} by none)",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

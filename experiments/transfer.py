@@ -44,14 +44,18 @@ class SmallCNN(nn.Module):
 
 
 def cnn() -> nnlab.Model:
-    return nnlab.nn.with_normalization(nnlab.from_linen(SmallCNN(), input_shape=(28, 28, 1), name="small-cnn"),
-                                    nnlab.data.fixed_normalization(0.1307, 0.3081))
+    return nnlab.nn.with_normalization(
+        nnlab.from_linen(SmallCNN(), input_shape=(28, 28, 1), name="small-cnn"),
+        nnlab.data.fixed_normalization(0.1307, 0.3081),
+    )
 
 
 def digits(data: nnlab.Dataset, first: int) -> nnlab.Dataset:
     """The samples of digits first..first+4, relabelled 0-4."""
     keep = (data.y >= first) & (data.y < first + 5)
-    return nnlab.data.make_dataset(data.x[keep], data.y[keep] - first, num_classes=5, name=f"digits {first}-{first + 4}")
+    return nnlab.data.make_dataset(
+        data.x[keep], data.y[keep] - first, num_classes=5, name=f"digits {first}-{first + 4}"
+    )
 
 
 def per_class(data: nnlab.Dataset, n: int, *, seed: int) -> nnlab.Dataset:
@@ -74,8 +78,9 @@ def fine_tune(mode: str, pretrained: dict, train: nnlab.Dataset, *, steps: int, 
     batch = min(64, train.n)
     config = nnlab.TrainConfig(epochs=-(-steps // (train.n // batch)), batch_size=batch, learning_rate=lr)
     trainable = {name: mode != "head only" or name == "head" for name in ("conv0", "conv1", "head")}
-    tx = nnlab.optim.freeze(nnlab.optim.adam(config.learning_rate),
-                      {name: {"kernel": t, "bias": t} for name, t in trainable.items()})
+    tx = nnlab.optim.freeze(
+        nnlab.optim.adam(config.learning_rate), {name: {"kernel": t, "bias": t} for name, t in trainable.items()}
+    )
     state = nnlab.train.init_state(model, tx, jnp.asarray(train.x[:1]), key=jax.random.key(seed))
     if mode != "from scratch":  # the pretrained body, the freshly initialized head
         params = {**jax.tree.map(jnp.asarray, pretrained), "head": state.params["head"]}
@@ -104,24 +109,49 @@ def main() -> None:
         for mode in MODES:
             acc = []
             for seed in range(args.seeds):
-                result = fine_tune(mode, pretrained, per_class(target, n, seed=seed), steps=args.steps, seed=seed,
-                                   lr=args.lr)
+                result = fine_tune(
+                    mode, pretrained, per_class(target, n, seed=seed), steps=args.steps, seed=seed, lr=args.lr
+                )
                 ev = nnlab.evaluate(cnn(), result.variables, target_test.x, target_test.y, num_classes=5)
                 acc.append(100 * (1 - ev.error_rate))
-            rows.append({"per_class": n, "mode": mode, "test_acc_%": float(np.mean(acc)), "std_%": float(np.std(acc)),
-                         "seeds": args.seeds, "train_s": round(result.train_seconds, 1), "acc_per_seed": acc})
-            print(nnlab.report.format_table(rows[-1:], ["per_class", "mode", "test_acc_%", "std_%", "train_s"]), flush=True)
+            rows.append(
+                {
+                    "per_class": n,
+                    "mode": mode,
+                    "test_acc_%": float(np.mean(acc)),
+                    "std_%": float(np.std(acc)),
+                    "seeds": args.seeds,
+                    "train_s": round(result.train_seconds, 1),
+                    "acc_per_seed": acc,
+                }
+            )
+            print(
+                nnlab.report.format_table(rows[-1:], ["per_class", "mode", "test_acc_%", "std_%", "train_s"]),
+                flush=True,
+            )
     print(nnlab.report.format_table(rows, ["per_class", "mode", "test_acc_%", "std_%", "seeds"]))
     if args.json:
-        nnlab.report.write_json(args.json, {"rows": rows, "args": vars(args), "n_test": target_test.n, **nnlab.report.environment()})
+        nnlab.report.write_json(
+            args.json, {"rows": rows, "args": vars(args), "n_test": target_test.n, **nnlab.report.environment()}
+        )
     if args.png:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for mode in MODES:
             sel = [r for r in rows if r["mode"] == mode]
-            ax.errorbar([r["per_class"] for r in sel], [r["test_acc_%"] for r in sel], [r["std_%"] for r in sel],
-                        marker="o", capsize=3, label=mode)
-        ax.set(xscale="log", xlabel="labelled samples per class (digits 5-9)", ylabel="test accuracy (%)",
-               title="CNN pretrained on digits 0-4")
+            ax.errorbar(
+                [r["per_class"] for r in sel],
+                [r["test_acc_%"] for r in sel],
+                [r["std_%"] for r in sel],
+                marker="o",
+                capsize=3,
+                label=mode,
+            )
+        ax.set(
+            xscale="log",
+            xlabel="labelled samples per class (digits 5-9)",
+            ylabel="test accuracy (%)",
+            title="CNN pretrained on digits 0-4",
+        )
         ax.legend()
         fig.tight_layout()
         fig.savefig(args.png, dpi=120)

@@ -20,9 +20,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import compilation_cache, finish, metadata, parser, pm, settings, subset  # noqa: E402
 
 import nnlab  # noqa: E402
-from _common import compilation_cache, metadata, parser, pm, settings, subset  # noqa: E402
 from nnlab.nn import GlobalAvgPool, MaxPool, conv, conv1x1  # noqa: E402
 
 SMALL = {"spiral_epochs": 30, "mnist_train": 3000, "mnist_epochs": 1, "cnn_train": 1000, "cnn_epochs": 1}
@@ -42,10 +42,17 @@ def mlp_study(nets: dict, train, val, test, in_shape, config, seeds) -> list[dic
         result = nnlab.fit_many(model, train, keys=seeds, config=config, val=val, progress=False)
         out = nnlab.predict(model, result.variables, test.x, members=True)
         errors = np.mean(np.argmax(out, -1) != test.y[None], axis=1)
-        rows.append({"net": name, "hidden": hidden, "params": nnlab.nn.summary(model, show=False).params,
-                     "test_errors": errors.tolist(), "test_error_%": pm(errors, 100),
-                     "train_loss_last": pm([h[-1]["train_loss"] for h in result.histories], digits=4),
-                     "train_seconds": result.train_seconds})
+        rows.append(
+            {
+                "net": name,
+                "hidden": hidden,
+                "params": nnlab.nn.summary(model, show=False).params,
+                "test_errors": errors.tolist(),
+                "test_error_%": pm(errors, 100),
+                "train_loss_last": pm([h[-1]["train_loss"] for h in result.histories], digits=4),
+                "train_seconds": result.train_seconds,
+            }
+        )
     return rows
 
 
@@ -67,8 +74,11 @@ class SmallCNN(nn.Module):
         return nn.Dense(10, name="logits")(h)
 
 
-CNNS = {"fully connected head": SmallCNN("fc"), "global average pooling": SmallCNN("gap"),
-        "GAP + 1x1 bottleneck": SmallCNN("gap", bottleneck=True)}
+CNNS = {
+    "fully connected head": SmallCNN("fc"),
+    "global average pooling": SmallCNN("gap"),
+    "GAP + 1x1 bottleneck": SmallCNN("gap", bottleneck=True),
+}
 
 
 def cnn_study(train, test, cfg, seeds) -> list[dict]:
@@ -81,9 +91,18 @@ def cnn_study(train, test, cfg, seeds) -> list[dict]:
         out = nnlab.predict(model, result.variables, test.x, members=True)
         errors = np.mean(np.argmax(out, -1) != test.y[None], axis=1)
         head = [c for c in cost.layers if c.name == "logits"][0]
-        rows.append({"net": name, "params": cost.params, "head_params": head.params, "MACs": cost.macs,
-                     "test_errors": errors.tolist(), "test_error_%": pm(errors, 100),
-                     "train_seconds": result.train_seconds, "layers": [c._asdict() for c in cost.layers]})
+        rows.append(
+            {
+                "net": name,
+                "params": cost.params,
+                "head_params": head.params,
+                "MACs": cost.macs,
+                "test_errors": errors.tolist(),
+                "test_error_%": pm(errors, 100),
+                "train_seconds": result.train_seconds,
+                "layers": [c._asdict() for c in cost.layers],
+            }
+        )
     return rows
 
 
@@ -94,13 +113,23 @@ def plot(spiral_rows, mnist_rows, cnn_rows, path: str) -> None:
             e = 100 * np.array(r["test_errors"])
             ax.errorbar([i], [e.mean()], yerr=[[e.mean() - e.min()], [e.max() - e.mean()]], fmt="o", capsize=4)
             ax.plot(np.full(len(e), i), e, "k.", ms=4)
-        ax.set(xticks=range(len(rows)), xticklabels=[f"{r['net']}\n{r['params']:,} params" for r in rows],
-               ylabel="test error (%)", title=f"{title}: equal parameter budgets (mean, min..max, seeds)")
+        ax.set(
+            xticks=range(len(rows)),
+            xticklabels=[f"{r['net']}\n{r['params']:,} params" for r in rows],
+            ylabel="test error (%)",
+            title=f"{title}: equal parameter budgets (mean, min..max, seeds)",
+        )
     ax = axes[2]
     for r in cnn_rows:
         e = 100 * np.array(r["test_errors"])
-        ax.errorbar([r["params"]], [e.mean()], yerr=[[e.mean() - e.min()], [e.max() - e.mean()]], fmt="o", capsize=4,
-                    label=f"{r['net']}: {r['MACs'] / 1e6:.2f} M MACs")
+        ax.errorbar(
+            [r["params"]],
+            [e.mean()],
+            yerr=[[e.mean() - e.min()], [e.max() - e.mean()]],
+            fmt="o",
+            capsize=4,
+            label=f"{r['net']}: {r['MACs'] / 1e6:.2f} M MACs",
+        )
     ax.set(xscale="log", xlabel="parameters", ylabel="test error (%)", title="Fashion-MNIST CNN heads")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -114,14 +143,20 @@ def main() -> None:
     compilation_cache()
     seeds = list(range(cfg["seeds"]))
     key = nnlab.train.as_key(0)
-    sp_train, sp_val, sp_test = (nnlab.data.spirals(n, key=nnlab.train.stream(key, s)) for n, s in
-                                 ((1000, "split"), (500, "init"), (2000, "data")))
+    sp_train, sp_val, sp_test = (
+        nnlab.data.spirals(n, key=nnlab.train.stream(key, s))
+        for n, s in ((1000, "split"), (500, "init"), (2000, "data"))
+    )
     spiral_cfg = nnlab.TrainConfig(epochs=cfg["spiral_epochs"], batch_size=100, learning_rate=1e-2, schedule="cosine")
     spiral_rows = mlp_study(SPIRAL_NETS, sp_train, sp_val, sp_test, (2,), spiral_cfg, seeds)
     print(nnlab.report.format_table(spiral_rows, ["net", "params", "train_loss_last", "test_error_%"]))
     train, test = nnlab.mnist(args.data_dir)
-    splits = nnlab.data.train_val_test(subset(train, cfg["mnist_train"]), test, n_val=min(10000, (cfg["mnist_train"]
-                                       or 60000) // 6), key=nnlab.train.stream(key, "split"))
+    splits = nnlab.data.train_val_test(
+        subset(train, cfg["mnist_train"]),
+        test,
+        n_val=min(10000, (cfg["mnist_train"] or 60000) // 6),
+        key=nnlab.train.stream(key, "split"),
+    )
     mnist_cfg = nnlab.TrainConfig(epochs=cfg["mnist_epochs"], batch_size=128, learning_rate=1e-3, schedule="cosine")
     mnist_rows = mlp_study(MNIST_NETS, splits.train, splits.val, splits.test, (28, 28, 1), mnist_cfg, seeds)
     print(nnlab.report.format_table(mnist_rows, ["net", "params", "train_loss_last", "test_error_%"]))
@@ -129,11 +164,7 @@ def main() -> None:
     cnn_rows = cnn_study(subset(ftrain, cfg["cnn_train"]), ftest, cfg, seeds)
     print(nnlab.report.format_table(cnn_rows, ["net", "params", "head_params", "MACs", "test_error_%"]))
     results = {"spirals": spiral_rows, "mnist": mnist_rows, "cnn": cnn_rows, **metadata(args, started, cfg)}
-    if args.json:
-        nnlab.report.write_json(args.json, results)
-    if args.png:
-        plot(spiral_rows, mnist_rows, cnn_rows, args.png)
-    print(f"wall time {results['wall_seconds']:.0f} s")
+    finish(results, args, lambda path: plot(spiral_rows, mnist_rows, cnn_rows, path))
 
 
 if __name__ == "__main__":

@@ -38,19 +38,30 @@ def main() -> None:
 
     data = nnlab.data.xor()
     out = nnlab.nn.mlp_apply(hand_set_params(), jnp.asarray(data.x), activation="sigmoid", output_activation="sigmoid")
-    rows = [{"x1": int(a), "x2": int(b), "target": int(t), "output": float(o[0])} for (a, b), t, o in zip(data.x, data.y, out)]
+    rows = [
+        {"x1": int(a), "x2": int(b), "target": int(t), "output": float(o[0])}
+        for (a, b), t, o in zip(data.x, data.y, out, strict=False)
+    ]
     print("Hand-set 2-2-1 network (hidden: OR, NAND; output: AND)")
     print(nnlab.report.format_table(rows))
 
     study = []
     for activation in ("sigmoid", "tanh"):
         errors = seeds_that_learn(activation, args.seeds, args.epochs)
-        study.append({"hidden": activation, "seeds": args.seeds, "learned": sum(e == 0 for e in errors),
-                      "errors_per_seed": errors})
+        study.append(
+            {
+                "hidden": activation,
+                "seeds": args.seeds,
+                "learned": sum(e == 0 for e in errors),
+                "errors_per_seed": errors,
+            }
+        )
     print(f"\nLearned 2-2-1 networks, {args.epochs} epochs of full-batch momentum GD on squared error")
     print(nnlab.report.format_table(study, ["hidden", "seeds", "learned"]))
     if args.json:
-        nnlab.report.write_json(args.json, {"hand_set": rows, "study": study, "epochs": args.epochs, **nnlab.report.environment()})
+        nnlab.report.write_json(
+            args.json, {"hand_set": rows, "study": study, "epochs": args.epochs, **nnlab.report.environment()}
+        )
 
 
 if __name__ == "__main__":

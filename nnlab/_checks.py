@@ -27,24 +27,26 @@ def check_inputs(x, *, name: str = "x", feature_shape: tuple[int, ...] | None = 
     a = np.asarray(x)
     if a.dtype.kind in "iub":
         values = f" (values {a.min()} to {a.max()})" if a.size else ""
-        raise TypeError(f"{name}: expected floating-point inputs, got {_describe(a)}{values}; scale them first, "
-                        f"e.g. x.astype(np.float32) / 255 for 8-bit images")
+        raise TypeError(
+            f"{name}: expected floating-point inputs, got {_describe(a)}{values}; scale them first, "
+            f"e.g. x.astype(np.float32) / 255 for 8-bit images"
+        )
     if a.dtype.kind != "f":
         raise TypeError(f"{name}: expected a numeric array, got {_describe(a)}")
     if a.ndim == 0 or a.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch [batch, ...], got {_describe(a)}")
     if feature_shape is not None and tuple(a.shape[1:]) != tuple(feature_shape):
-        raise ValueError(
-            f"{name}: expected shape [batch, {', '.join(map(str, feature_shape))}], got {tuple(a.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape [batch, {', '.join(map(str, feature_shape))}], got {tuple(a.shape)}")
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)))[0, 0]
         raise ValueError(f"{name}: expected finite values, got NaN or Inf (first in sample {bad})")
     if a.dtype.itemsize > 4 and a.size and np.max(np.abs(a)) > _FLOAT32_MAX:
         bad = np.argwhere(np.abs(a.reshape(a.shape[0], -1)) > _FLOAT32_MAX)[0, 0]
-        raise ValueError(f"{name}: expected values within float32's range (|x| <= {_FLOAT32_MAX:.4g}), got "
-                         f"{a.dtype} values up to {np.max(np.abs(a)):.4g} (first in sample {bad}), which would "
-                         f"become Inf")
+        raise ValueError(
+            f"{name}: expected values within float32's range (|x| <= {_FLOAT32_MAX:.4g}), got "
+            f"{a.dtype} values up to {np.max(np.abs(a)):.4g} (first in sample {bad}), which would "
+            f"become Inf"
+        )
     return a
 
 
@@ -75,8 +77,10 @@ def check_label_range(y: np.ndarray, *, outputs: int, name: str = "y") -> None:
     classes = max(outputs, 2)
     hi = int(np.max(y))
     if hi >= classes:
-        raise ValueError(f"{name}: expected labels in [0, {classes - 1}] for a model with {outputs} output(s), "
-                         f"got labels up to {hi}; give the model one output per class")
+        raise ValueError(
+            f"{name}: expected labels in [0, {classes - 1}] for a model with {outputs} output(s), "
+            f"got labels up to {hi}; give the model one output per class"
+        )
 
 
 def _is_number(value) -> bool:

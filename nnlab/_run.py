@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,14 +61,16 @@ class RunConfig:
             if self.train_subset < 2:
                 raise ValueError(f"train_subset: expected at least 2 samples, got {self.train_subset}")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
+        """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON data (what --json and checkpoints record)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """The inverse of `to_dict` (e.g. of a checkpoint's saved config)."""
         train = dict(data.get("train", {}))
         if "augmentation" in train:
@@ -91,8 +95,10 @@ def load_splits(config: RunConfig) -> D.Splits:
     splits = D.train_val_test(train, test, n_val=config.n_val, key=stream(jax.random.key(config.split_seed), "split"))
     if config.train_subset is not None:
         if config.train_subset > splits.train.n:
-            raise ValueError(f"train_subset: expected at most the {splits.train.n} training samples left after "
-                             f"holding out {config.n_val} for validation, got {config.train_subset}")
+            raise ValueError(
+                f"train_subset: expected at most the {splits.train.n} training samples left after "
+                f"holding out {config.n_val} for validation, got {config.train_subset}"
+            )
         splits = splits._replace(train=splits.train.take(config.train_subset))
     return splits
 
@@ -111,10 +117,7 @@ def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:
     """{'train.learning_rate': 0.001, ...}: the nested config as dotted field names."""
     out = {}
     for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(_leaves(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
     return out
 
 
@@ -123,19 +126,23 @@ def config_changes(saved: dict, config: dict, *, epoch: int) -> list[str]:
     and the resuming run's; data_dir may differ, and train.epochs may grow (or shrink down to
     the checkpoint's `epoch`): the run then continues to the new number of epochs."""
     old, new = _leaves(saved), _leaves(config)
-    changes = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k, "(absent)"), new.get(k, "(absent)")
-        if a == b or k == "data_dir" or (k == "train.epochs" and isinstance(b, int) and b >= epoch):
-            continue
-        changes.append(f"{k}: checkpoint {a!r}, now {b!r}")
-    return changes
+    pairs = {k: (old.get(k, "(absent)"), new.get(k, "(absent)")) for k in sorted(set(old) | set(new))}
+    return [
+        f"{k}: checkpoint {a!r}, now {b!r}"
+        for k, (a, b) in pairs.items()
+        if not (a == b or k == "data_dir" or (k == "train.epochs" and isinstance(b, int) and b >= epoch))
+    ]
 
 
-def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, keep: int,
-                  seeds: Sequence[int] | None = None) -> Checkpointer:
-    """The run's checkpointer; on resume, its newest valid checkpoint must have been written with
-    the same settings (each changed one is named, with both values). seeds: a seed study's seeds."""
+def _prepare(config: RunConfig, directory, *, resume: bool, every: int, keep: int, seeds: Sequence[int] | None = None):
+    """(splits, model, val or None, checkpointer or None) of a run. On resume, the newest valid checkpoint must
+    have been written with the same settings (each changed one is named, with both values). seeds: a seed
+    study's seeds (saved in its checkpoints' config)."""
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    val = splits.val if splits.val.n > 0 else None
+    if directory is None:
+        return splits, model, val, None
     saved = config.to_dict() | ({} if seeds is None else {"seeds": list(seeds)})
     ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(saved)))
     latest = ckpt.latest_valid() if resume else None
@@ -143,14 +150,37 @@ def _checkpointer(config: RunConfig, directory, *, resume: bool, every: int, kee
         meta = json.loads((latest / "meta.json").read_text())
         changes = config_changes(meta.get("config") or {}, ckpt.config, epoch=meta["epoch"])
         if changes:
-            raise CheckpointError(f"resume: {latest} was written with other settings: {'; '.join(changes)} "
-                                  f"(resume with the same settings, or start a new run in another folder)")
-    return ckpt
+            raise CheckpointError(
+                f"resume: {latest} was written with other settings: {'; '.join(changes)} "
+                f"(resume with the same settings, or start a new run in another folder)"
+            )
+    return splits, model, val, ckpt
 
 
-def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
-        resume: bool = False, checkpoint_every: int = 1, keep: int = 3,
-        callbacks: Sequence[Callable] = (), logdir: str | os.PathLike | None = None) -> tuple[dict, FitResult]:
+def _results(config: RunConfig, **fields) -> dict:
+    """The results of a run for --json: `fields` between the model and data set and the environment, config
+    and command (the CLI replaces the command with its own `nnlab ...` line)."""
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        **fields,
+        **environment(),
+        "config": config.to_dict(),
+        "command": "python " + shlex.join(sys.argv),
+    }
+
+
+def run(
+    config: RunConfig,
+    *,
+    progress: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+    keep: int = 3,
+    callbacks: Sequence[Callable] = (),
+    logdir: str | os.PathLike | None = None,
+) -> tuple[dict, FitResult]:
     """Trains and tests as `config` says; returns (results for --json, the FitResult).
 
     With `checkpoint_dir`, checkpoints are written every `checkpoint_every` epochs (the last
@@ -159,50 +189,53 @@ def run(config: RunConfig, *, progress: bool | None = None, checkpoint_dir: str 
     every epoch's metrics go to `logdir/metrics.jsonl` and TensorBoard event files in `logdir/run/`
     (`nnlab.train.Logger`; event files need tensorboardX, `pip install nnlab[logging]`).
     """
-    splits = load_splits(config)
-    model = build_model(config, splits.train)
-    val = splits.val if splits.val.n > 0 else None
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep)
-    logger = None
-    if logdir is not None:
-        logger = Logger(logdir, tensorboard=None)
-        if not logger.tensorboard:
-            print(f"logdir: tensorboardX is not installed (pip install nnlab[logging]): writing "
-                  f"{Path(logdir) / 'metrics.jsonl'} only", file=sys.stderr)
-    try:
-        result = fit(model, splits.train, key=jax.random.key(config.seed), config=config.train, val=val,
-                     progress=progress, checkpointer=ckpt, resume=resume,
-                     callbacks=[*callbacks, *([logger] if logger is not None else [])])
-    finally:
-        if logger is not None:
-            logger.close()
-    test = evaluate(model, result.variables, splits.test.x, splits.test.y, num_classes=splits.test.num_classes,
-                    loss=config.train.loss, batch_size=config.train.eval_batch_size)
+    splits, model, val, ckpt = _prepare(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep)
+    logger = None if logdir is None else Logger(logdir, tensorboard=None)
+    if logger is not None and not logger.tensorboard:
+        print(
+            f"logdir: tensorboardX is not installed (pip install nnlab[logging]): writing "
+            f"{Path(logdir) / 'metrics.jsonl'} only",
+            file=sys.stderr,
+        )
+    with logger or contextlib.nullcontext():
+        result = fit(
+            model,
+            splits.train,
+            key=jax.random.key(config.seed),
+            config=config.train,
+            val=val,
+            progress=progress,
+            checkpointer=ckpt,
+            resume=resume,
+            callbacks=[*callbacks, *([logger] if logger is not None else [])],
+        )
+    test = evaluate(
+        model,
+        result.variables,
+        splits.test.x,
+        splits.test.y,
+        num_classes=splits.test.num_classes,
+        loss=config.train.loss,
+        batch_size=config.train.eval_batch_size,
+    )
     best = result.history[result.best_epoch - 1]
-    results = {
-        "model": config.model,
-        "dataset": config.dataset,
-        "test_error": test.error_rate,
-        "test_errors": test.errors,
-        "n_test": test.n,
-        "val_error": best["val_error"],
-        "params": count_params(result.variables["params"]),
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds,
-        "epoch_seconds": result.epoch_seconds,
-        "engine": result.engine,
-        **environment(),
-        "seed": config.seed,
-        "params_sha256": params_sha256(result.variables["params"]),
-        "history": result.history,
-        "config": config.to_dict(),
-        "command": "python " + shlex.join(sys.argv),  # the CLI replaces it with its own `nnlab ...` line
-    }
-    return results, result
+    return _results(
+        config,
+        test_error=test.error_rate,
+        test_errors=test.errors,
+        n_test=test.n,
+        val_error=best["val_error"],
+        params=count_params(result.variables["params"]),
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        train_seconds=result.train_seconds,
+        epoch_seconds=result.epoch_seconds,
+        engine=result.engine,
+        seed=config.seed,
+        params_sha256=params_sha256(result.variables["params"]),
+        history=result.history,
+    ), result
 
 
 def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None) -> dict:
@@ -213,20 +246,39 @@ def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None)
     if data_dir is not None:
         config = config.replace(data_dir=data_dir)
     test = load_splits(config).test
-    ev = evaluate(loaded.model, loaded.variables, test.x, test.y, num_classes=test.num_classes,
-                  loss=config.train.loss, batch_size=config.train.eval_batch_size)
-    return {
-        "checkpoint": str(loaded.path), "model": config.model, "dataset": config.dataset,
-        "test_error": ev.error_rate, "test_errors": ev.errors, "n_test": ev.n, "test_loss": ev.loss,
-        "params": count_params(loaded.variables["params"]),
-        "params_sha256": params_sha256(loaded.variables["params"]), **environment(),
-        "config": config.to_dict(),
-    }
+    ev = evaluate(
+        loaded.model,
+        loaded.variables,
+        test.x,
+        test.y,
+        num_classes=test.num_classes,
+        loss=config.train.loss,
+        batch_size=config.train.eval_batch_size,
+    )
+    return _results(
+        config,
+        checkpoint=str(loaded.path),
+        test_error=ev.error_rate,
+        test_errors=ev.errors,
+        n_test=ev.n,
+        test_loss=ev.loss,
+        params=count_params(loaded.variables["params"]),
+        params_sha256=params_sha256(loaded.variables["params"]),
+    )
 
 
-def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | None = None,
-              progress: bool | None = None, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-              checkpoint_every: int = 1, keep: int = 3, callbacks: Sequence[Callable] = ()) -> tuple[dict, FitManyResult]:
+def run_seeds(
+    config: RunConfig,
+    seeds: Sequence[int],
+    *,
+    max_members: int | None = None,
+    progress: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+    keep: int = 3,
+    callbacks: Sequence[Callable] = (),
+) -> tuple[dict, FitManyResult]:
     """`run(config)` for each seed as one vmapped program (member i: `config.replace(seed=seeds[i])`),
     plus the study of how the members differ on the test split and their ensemble. Checkpoints
     and resume as in `run` (all members in one checkpoint); `callbacks` go to `fit_many`."""
@@ -234,30 +286,40 @@ def run_seeds(config: RunConfig, seeds: Sequence[int], *, max_members: int | Non
         raise ValueError(f"seeds: expected at least 2 seeds for a study, got {list(seeds)}")
     for s in seeds:
         check_seed(s, name="seeds")
-    splits = load_splits(config)
-    model = build_model(config, splits.train)
-    val = splits.val if splits.val.n > 0 else None
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = _checkpointer(config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep, seeds=seeds)
-    result = fit_many(model, splits.train, keys=list(seeds), config=config.train, val=val, max_members=max_members,
-                      progress=progress, checkpointer=ckpt, resume=resume, callbacks=callbacks)
+    splits, model, val, ckpt = _prepare(
+        config, checkpoint_dir, resume=resume, every=checkpoint_every, keep=keep, seeds=seeds
+    )
+    result = fit_many(
+        model,
+        splits.train,
+        keys=list(seeds),
+        config=config.train,
+        val=val,
+        max_members=max_members,
+        progress=progress,
+        checkpointer=ckpt,
+        resume=resume,
+        callbacks=callbacks,
+    )
     test = splits.test
     outputs = predict(model, result.variables, test.x, batch_size=config.train.eval_batch_size, members=True)
     threshold = get_loss(config.train.loss)[1]
     ensemble = np.asarray(predict_labels(ensemble_outputs(outputs, loss=config.train.loss), threshold))
     study = seed_study(np.asarray(predict_labels(outputs, threshold)), test.y, ensemble_predictions=ensemble)
-    results = {
-        "model": config.model, "dataset": config.dataset, "seeds": list(seeds),
+    params = [member(result.variables["params"], i) for i in range(len(seeds))]
+    return _results(
+        config,
+        seeds=list(seeds),
         **study,
-        "seed_val_error": [h[b - 1]["val_error"] if b else None for h, b in zip(result.histories, result.best_epochs,
-                                                                                  strict=True)],
-        "best_epochs": result.best_epochs, "epochs_run": result.epochs_run, "diverged": result.diverged,
-        "train_seconds": result.train_seconds, "chunks": result.chunks, "engine": result.engine,
-        "params": count_params(member(result.variables["params"], 0)),
-        "params_sha256": [params_sha256(member(result.variables["params"], i)) for i in range(len(seeds))],
-        **environment(),
-        "config": config.to_dict(),
-        "command": "python " + shlex.join(sys.argv),
-    }
-    return results, result
+        best_epochs=result.best_epochs,
+        seed_val_error=[
+            h[b - 1]["val_error"] if b else None for h, b in zip(result.histories, result.best_epochs, strict=True)
+        ],
+        epochs_run=result.epochs_run,
+        diverged=result.diverged,
+        train_seconds=result.train_seconds,
+        chunks=result.chunks,
+        engine=result.engine,
+        params=count_params(params[0]),
+        params_sha256=[params_sha256(p) for p in params],
+    ), result

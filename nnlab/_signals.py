@@ -24,28 +24,33 @@ class Interrupted(KeyboardInterrupt):
     checkpoint (None without one); exit_code: 128 + the signal's number (130, 143).
     """
 
-    def __init__(self, signum: int, *, epoch: int | None = None, checkpoint: Path | None = None,
-                 during_epoch: bool = False):
+    def __init__(
+        self, signum: int, *, epoch: int | None = None, checkpoint: Path | None = None, during_epoch: bool = False
+    ):
         self.signum, self.epoch, self.checkpoint, self.during_epoch = signum, epoch, checkpoint, during_epoch
         super().__init__(self.describe())
 
     @property
     def exit_code(self) -> int:
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
         return 128 + self.signum
 
     @property
     def signal_name(self) -> str:
+        """The signal's name, e.g. 'SIGINT'."""
         return signal.Signals(self.signum).name
 
     def describe(self) -> str:
+        """One line: which signal, where training stopped, what was saved and how to resume."""
         if self.epoch is None:
             where = ""  # outside the training loop
         elif self.during_epoch:
             where = f" during epoch {self.epoch + 1} (that epoch is lost)"
         else:
             where = f" after epoch {self.epoch}"
-        saved = (f"the newest checkpoint is {self.checkpoint}" if self.checkpoint is not None
-                 else "no checkpoint was saved")
+        saved = (
+            f"the newest checkpoint is {self.checkpoint}" if self.checkpoint is not None else "no checkpoint was saved"
+        )
         return f"interrupted by {self.signal_name}{where}: {saved}"
 
 
@@ -60,8 +65,12 @@ class _Deferral:
     def handle(self, signum, frame) -> None:
         if self.requested is None:
             self.requested = signum
-            print(f"nnlab: {signal.Signals(signum).name} received: stopping at the end of this epoch "
-                  f"(send it again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                f"nnlab: {signal.Signals(signum).name} received: stopping at the end of this epoch "
+                f"(send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
         elif self.depth:
             self.pending = signum
         else:

@@ -28,6 +28,7 @@ they enter, as Orbax requires.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import json
 import os
@@ -47,9 +48,10 @@ from ._paths import absolute
 from ._signals import critical
 from .data import Normalization
 from .nn import Model, get_model, with_normalization
-from .report import file_sha256, params_sha256
+from .report import file_sha256, params_sha256, write_text
 
-FORMAT = "nnlab-checkpoint-2"  # 2: every array has a leading member axis [S, ...]
+FORMAT = "nnlab-checkpoint-2"
+"""The checkpoint format written (2: every array has a leading member axis [S, ...]); older formats are refused."""
 _PREFIX = "epoch_"
 _STEP = re.compile(r"epoch_(\d+)")
 _LOCK = ".nnlab-lock"
@@ -131,29 +133,36 @@ def from_plain(plain: dict, template, *, name: str = "checkpoint"):
 
     Raises CheckpointError naming every missing, unexpected or differently shaped key.
     """
-    got = _flat(plain)
-    want = _flat(template)
+    got, want = _flat(plain), _flat(template)
     missing = [k for k in want if k not in got]
     unexpected = [k for k in got if k not in want]
-    wrong = [f"{k}: checkpoint {_spec(got[k])[0]} {_spec(got[k])[1]}, model {_spec(v)[0]} {_spec(v)[1]}"
-             for k, v in want.items() if k in got and _spec(got[k]) != _spec(v)]
+    wrong = [
+        f"{k}: checkpoint {_spec(got[k])[0]} {_spec(got[k])[1]}, model {_spec(v)[0]} {_spec(v)[1]}"
+        for k, v in want.items()
+        if k in got and _spec(got[k]) != _spec(v)
+    ]
     if missing or unexpected or wrong:
-        parts = [f"missing keys {missing}" if missing else "", f"unexpected keys {unexpected}" if unexpected else "",
-                 f"mismatched shapes/dtypes [{'; '.join(wrong)}]" if wrong else ""]
-        raise CheckpointError(f"{name}: the checkpoint's tree does not match the model: "
-                              + ", ".join(p for p in parts if p))
-    leaves = [jax.random.wrap_key_data(jnp.asarray(got[k]), impl=jax.random.key_impl(v)) if _is_key(v)
-              else jnp.asarray(got[k]) for k, v in want.items()]
+        parts = [
+            f"missing keys {missing}" if missing else "",
+            f"unexpected keys {unexpected}" if unexpected else "",
+            f"mismatched shapes/dtypes [{'; '.join(wrong)}]" if wrong else "",
+        ]
+        raise CheckpointError(
+            f"{name}: the checkpoint's tree does not match the model: " + ", ".join(p for p in parts if p)
+        )
+    leaves = [
+        jax.random.wrap_key_data(jnp.asarray(got[k]), impl=jax.random.key_impl(v))
+        if _is_key(v)
+        else jnp.asarray(got[k])
+        for k, v in want.items()
+    ]
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
 
 
 def _files(folder: Path) -> list[str]:
     """Every file below `folder` but the manifest, as sorted '/'-separated relative paths."""
-    out = []
-    for parent, dirs, names in os.walk(folder):
-        dirs.sort()
-        out += [os.path.relpath(os.path.join(parent, n), folder).replace(os.sep, "/") for n in names]
-    return sorted(f for f in out if f != "manifest.json")
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    return sorted(f for f in files if f != "manifest.json")
 
 
 def _fsync(path: Path) -> None:
@@ -164,22 +173,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Writes `path` whole or not at all (a sibling temporary, fsync, rename)."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    _fsync(tmp)
-    os.replace(tmp, path)
-
-
 def _add_manifest(folder: Path, meta: dict) -> None:
     """Adds meta.json, then the manifest of every file (the mark of a complete checkpoint)."""
-    _write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
+    write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
     files = _files(folder)
     manifest = {rel: {"sha256": file_sha256(folder / rel), "bytes": (folder / rel).stat().st_size} for rel in files}
     for rel in files:
         _fsync(folder / rel)
-    _write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
+    write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
     _fsync(folder)
 
 
@@ -199,43 +200,46 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"checkpoint: {path} is damaged or unreadable ({type(e).__name__}: {e})") from None
 
 
-def _entry(folder: Path, rel: str, manifest: Path) -> Path:
-    """The file a manifest entry names, refusing names that could leave the checkpoint folder."""
-    parts = rel.split("/")
-    if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which is not a file path inside the "
-                              f"checkpoint folder (absolute, empty or with '..')")
-    f = folder / rel
-    if not os.path.realpath(f).startswith(os.path.realpath(folder) + os.sep):
-        raise CheckpointError(f"checkpoint: {manifest} lists {rel!r}, which leads out of the checkpoint folder "
-                              f"(a symbolic link)")
-    return f
-
-
 def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
-    """The manifest's entries after checking its form, its names and that it covers
-    meta.json and every file under arrays/."""
+    """The manifest's entries after checking its form, its names (none may lead out of the
+    checkpoint folder) and that it covers meta.json and every file under arrays/."""
     if not isinstance(manifest, dict) or not manifest:
-        raise CheckpointError(f"checkpoint: {path} is damaged (expected a JSON object with one entry per file, "
-                              f"got {type(manifest).__name__} {str(manifest)[:80]})")
+        raise CheckpointError(
+            f"checkpoint: {path} is damaged (expected a JSON object with one entry per file, "
+            f"got {type(manifest).__name__} {str(manifest)[:80]})"
+        )
+    inside = os.path.realpath(folder) + os.sep
     for rel, want in manifest.items():
-        _entry(folder, rel, path)
+        if not rel or "\0" in rel or rel.startswith("/") or any(p in ("", ".", "..") for p in rel.split("/")):
+            raise CheckpointError(
+                f"checkpoint: {path} lists {rel!r}, which is not a file path inside the "
+                f"checkpoint folder (absolute, empty or with '..')"
+            )
+        if not os.path.realpath(folder / rel).startswith(inside):
+            raise CheckpointError(
+                f"checkpoint: {path} lists {rel!r}, which leads out of the checkpoint folder (a symbolic link)"
+            )
         if not (isinstance(want, dict) and isinstance(want.get("sha256"), str) and _is_count(want.get("bytes"))):
-            raise CheckpointError(f"checkpoint: {path} is damaged (entry {rel!r}: expected "
-                                  f'{{"sha256": "...", "bytes": N}}, got {str(want)[:80]})')
+            raise CheckpointError(
+                f"checkpoint: {path} is damaged (entry {rel!r}: expected "
+                f'{{"sha256": "...", "bytes": N}}, got {str(want)[:80]})'
+            )
     if not (folder / "arrays").is_dir():
         raise CheckpointError(f"checkpoint: {folder} has no arrays/ folder")
     required = {"meta.json"} | {f for f in _files(folder) if f.startswith("arrays/")}
     uncovered = sorted(required - set(manifest))
     if uncovered:
-        raise CheckpointError(f"checkpoint: {path} does not cover {len(uncovered)} file(s) of the checkpoint "
-                              f"({', '.join(uncovered[:3])}{', ...' if len(uncovered) > 3 else ''}): "
-                              f"altered, or not written by nnlab")
+        raise CheckpointError(
+            f"checkpoint: {path} does not cover {len(uncovered)} file(s) of the checkpoint "
+            f"({', '.join(uncovered[:3])}{', ...' if len(uncovered) > 3 else ''}): "
+            f"altered, or not written by nnlab"
+        )
     return manifest
 
 
 def _check_meta(meta: Any, folder: Path) -> dict:
     """meta.json's data after checking its form (a damaged file raises CheckpointError, nothing else)."""
+
     def damaged(what: str):
         return CheckpointError(f"checkpoint: {folder / 'meta.json'} is damaged ({what})")
 
@@ -252,10 +256,15 @@ def _check_meta(meta: Any, folder: Path) -> dict:
     log = meta.get("log")
     if not isinstance(log, dict):
         raise damaged("log: expected an object")
-    checks = {"histories": lambda v: isinstance(v, list) and all(
-                  isinstance(h, list) and all(isinstance(r, dict) for r in h) for h in v),
-              "tracker": lambda v: isinstance(v, dict), "epoch": _is_count, "members": _is_count,
-              "stopped": lambda v: isinstance(v, bool)}
+    checks = {
+        "histories": lambda v: (
+            isinstance(v, list) and all(isinstance(h, list) and all(isinstance(r, dict) for r in h) for h in v)
+        ),
+        "tracker": lambda v: isinstance(v, dict),
+        "epoch": _is_count,
+        "members": _is_count,
+        "stopped": lambda v: isinstance(v, bool),
+    }
     bad = [k for k, ok in checks.items() if k in log and not ok(log[k])]
     if bad:
         raise damaged(f"log: unexpected values for {bad}")
@@ -287,8 +296,10 @@ def verify(path: str | os.PathLike) -> dict:
         except OSError as e:
             raise CheckpointError(f"checkpoint: {f} cannot be read ({e.strerror or e})") from None
         if size != want["bytes"] or sha != want["sha256"]:
-            raise CheckpointError(f"checkpoint: {f} was truncated or altered: {size} bytes, sha256 {sha}, "
-                                  f"expected {want['bytes']} bytes, sha256 {want['sha256']}")
+            raise CheckpointError(
+                f"checkpoint: {f} was truncated or altered: {size} bytes, sha256 {sha}, "
+                f"expected {want['bytes']} bytes, sha256 {want['sha256']}"
+            )
     return _check_meta(_read_json(path / "meta.json"), path)
 
 
@@ -300,12 +311,17 @@ def _read_verified(path: Path) -> tuple[dict, dict]:
             plain = ckptr.restore(path / "arrays")
     except Exception as e:  # the files match the manifest, so Orbax failing means they were not nnlab's to begin with
         raise CheckpointError(f"checkpoint: {path / 'arrays'} cannot be read by Orbax ({type(e).__name__}: {e})") from e
-    if not (isinstance(plain, dict) and isinstance(plain.get("state"), dict)
-            and (plain.get("best") is None or isinstance(plain["best"], dict))):
+    if not (
+        isinstance(plain, dict)
+        and isinstance(plain.get("state"), dict)
+        and (plain.get("best") is None or isinstance(plain["best"], dict))
+    ):
         raise CheckpointError(f"checkpoint: {path / 'arrays'} does not hold nnlab's 'state' and 'best' trees")
     if params_sha256(plain) != meta["arrays_sha256"]:
-        raise CheckpointError(f"checkpoint: {path}: the restored values differ from the saved ones "
-                              f"(sha256 {params_sha256(plain)}, expected {meta['arrays_sha256']})")
+        raise CheckpointError(
+            f"checkpoint: {path}: the restored values differ from the saved ones "
+            f"(sha256 {params_sha256(plain)}, expected {meta['arrays_sha256']})"
+        )
     return meta, plain
 
 
@@ -346,8 +362,15 @@ class Checkpointer:
     for each `save` (until its background write is done).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, every: int = 1, keep: int = 3,
-                 config: dict | None = None, async_save: bool = False):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        every: int = 1,
+        keep: int = 3,
+        config: dict | None = None,
+        async_save: bool = False,
+    ):
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every: expected a positive number of epochs, got {every!r}")
         if not (isinstance(keep, int) and keep >= 1):
@@ -361,13 +384,13 @@ class Checkpointer:
         self._warned: set[Path] = set()
         self._implicit = False  # opened by `save` itself: released when that save is done
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> "Checkpointer":
+    def open(self) -> Checkpointer:
         """Takes the folder for writing (creating it): holds its lock and starts Orbax's manager.
 
         A folder that another process or Checkpointer is writing raises CheckpointError at
@@ -382,24 +405,37 @@ class Checkpointer:
                 # file system from being remounted read-only
                 lock = os.fdopen(os.open(self.directory / _LOCK, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
             except OSError as e:
-                raise CheckpointError(f"checkpoint_dir: cannot write checkpoints to {self.directory} "
-                                      f"({e.strerror or e})") from None
+                raise CheckpointError(
+                    f"checkpoint_dir: cannot write checkpoints to {self.directory} ({e.strerror or e})"
+                ) from None
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 lock.close()
-                raise CheckpointError(f"checkpoint_dir: {self.directory} is being written by another process (it "
-                                      f"holds the lock {self.directory / _LOCK}); wait for it to end, or use "
-                                      f"another folder") from None
+                raise CheckpointError(
+                    f"checkpoint_dir: {self.directory} is being written by another process (it "
+                    f"holds the lock {self.directory / _LOCK}); wait for it to end, or use "
+                    f"another folder"
+                ) from None
             self._lock = lock
         if self._manager is None:
-            policy = checkpoint_managers.AnyPreservationPolicy([
-                checkpoint_managers.LatestN(n=self.keep),
-                checkpoint_managers.BestN(get_metric_fn=_rank, reverse=True, n=1,
-                                          keep_checkpoints_without_metrics=False)])
+            policy = checkpoint_managers.AnyPreservationPolicy(
+                [
+                    checkpoint_managers.LatestN(n=self.keep),
+                    checkpoint_managers.BestN(
+                        get_metric_fn=_rank, reverse=True, n=1, keep_checkpoints_without_metrics=False
+                    ),
+                ]
+            )
             options = ocp.CheckpointManagerOptions(
-                step_prefix=_PREFIX[:-1], step_format_fixed_length=6, preservation_policy=policy, best_fn=_rank,
-                enable_async_checkpointing=False, cleanup_tmp_directories=True, create=False)
+                step_prefix=_PREFIX[:-1],
+                step_format_fixed_length=6,
+                preservation_policy=policy,
+                best_fn=_rank,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
+                create=False,
+            )
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         return self
 
@@ -428,6 +464,7 @@ class Checkpointer:
         return sorted(int(m.group(1)) for m, p in found if m and (p / "manifest.json").is_file())
 
     def path(self, epoch: int) -> Path:
+        """The folder of the checkpoint of `epoch` (whether or not it exists)."""
         return self.directory / f"{_PREFIX}{epoch:06d}"
 
     def latest(self) -> Path | None:
@@ -447,8 +484,15 @@ class Checkpointer:
                 scored.append(((meta["val_error"], meta["val_loss"], e), e))
         return self.path(min(scored)[1]) if scored else self.latest()
 
-    def save(self, state, *, epoch: int | None = None, best_variables=None, log: dict | None = None,
-             score: tuple[float, float] | None = None) -> Path:
+    def save(
+        self,
+        state,
+        *,
+        epoch: int | None = None,
+        best_variables=None,
+        log: dict | None = None,
+        score: tuple[float, float] | None = None,
+    ) -> Path:
         """Saves `state` (a TrainState; `fit` saves it stacked [S, ...] with log['members'] = S)
         as the checkpoint of `epoch` (default: the state's largest epoch counter); returns its
         folder. score: (val_error, val_loss) that ranks it for keeping the best (None: not validated).
@@ -461,34 +505,39 @@ class Checkpointer:
         self.open()
         self._implicit = implicit
         try:
-            return self._save(state, int(np.max(state.epoch)) if epoch is None else epoch, best_variables, log, score)
+            epoch = int(np.max(state.epoch)) if epoch is None else epoch
+            arrays = {"state": to_plain(state)}
+            if best_variables is not None:
+                arrays["best"] = to_plain(best_variables)
+            val_error, val_loss = score if score is not None else (None, None)
+            meta = {
+                "format": FORMAT,
+                "epoch": epoch,
+                "arrays_sha256": params_sha256(arrays),
+                "val_error": val_error,
+                "val_loss": val_loss,
+                "log": log or {},
+                "config": self.config,
+            }
+            validated = _is_number(val_error) and _is_number(val_loss)
+            rank = [val_error, val_loss, epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
+            with critical():
+                if self._pool is None:
+                    self._commit(epoch, arrays, meta, rank)
+                else:
+                    self._pending = self._pool.submit(self._commit, epoch, arrays, meta, rank)
+            return self.path(epoch)
         finally:
             if self._implicit and self._pending is None:
                 self._release()
-
-    def _save(self, state, epoch: int, best_variables, log: dict | None, score) -> Path:
-        log = log or {}
-        arrays = {"state": to_plain(state)}
-        if best_variables is not None:
-            arrays["best"] = to_plain(best_variables)
-        val_error, val_loss = score if score is not None else (None, None)
-        meta = {"format": FORMAT, "epoch": epoch, "arrays_sha256": params_sha256(arrays),
-                "val_error": val_error, "val_loss": val_loss, "log": log, "config": self.config}
-        validated = _is_number(meta["val_error"]) and _is_number(meta["val_loss"])
-        rank = [meta["val_error"], meta["val_loss"], epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
-        with critical():
-            if self._pool is None:
-                self._commit(epoch, arrays, meta, rank)
-            else:
-                self._pending = self._pool.submit(self._commit, epoch, arrays, meta, rank)
-        return self.path(epoch)
 
     def _commit(self, epoch: int, arrays: dict, meta: dict, rank: list) -> None:
         """Writes the checkpoint of `epoch` whole (Orbax's save, then meta.json and the manifest)."""
         try:
             self._drop_from(epoch)
-            self._manager.save(epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)),
-                               metrics={"rank": rank}, force=True)
+            self._manager.save(
+                epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)), metrics={"rank": rank}, force=True
+            )
             self._manager.wait_until_finished()
             _add_manifest(self.path(epoch), meta)
         except Exception as e:
@@ -499,8 +548,13 @@ class Checkpointer:
         dropped = False
         for p in self.directory.iterdir():
             m = _STEP.fullmatch(p.name)
-            if m and int(m.group(1)) >= epoch and p.is_dir() and not p.is_symlink() and (
-                    (p / "arrays").is_dir() or (p / "manifest.json").is_file()):
+            if (
+                m
+                and int(m.group(1)) >= epoch
+                and p.is_dir()
+                and not p.is_symlink()
+                and ((p / "arrays").is_dir() or (p / "manifest.json").is_file())
+            ):
                 shutil.rmtree(p)
                 dropped = True
         if dropped:
@@ -515,15 +569,14 @@ class Checkpointer:
         if final.is_dir() and not (final / "manifest.json").is_file():
             shutil.rmtree(final, ignore_errors=True)
         if self._manager is not None:
-            try:
+            with contextlib.suppress(Exception):  # the manager is broken already; a fresh one starts at the next save
                 self._manager.close()
-            except Exception:  # the manager is broken already; a fresh one starts at the next save
-                pass
             self._manager = None
         latest = self.latest()
         raise CheckpointError(
             f"checkpoint_dir: could not write the checkpoint of epoch {epoch} to {self.directory} ({error}); "
-            f"the previous checkpoint {latest.name if latest else '(none)'} is untouched") from error
+            f"the previous checkpoint {latest.name if latest else '(none)'} is untouched"
+        ) from error
 
     def wait(self) -> None:
         """Blocks until a background save is done; raises its error, if any."""
@@ -536,35 +589,36 @@ class Checkpointer:
             if self._implicit:
                 self._release()
 
-    def _warn(self, path: Path, error: CheckpointError) -> None:
-        if path not in self._warned:
-            self._warned.add(path)
-            warnings.warn(f"checkpoint: skipping {path}, which is damaged ({error}); using the newest valid "
-                          f"checkpoint before it", CheckpointWarning, stacklevel=3)
+    def _newest(self, read) -> tuple[Path | None, Any]:
+        """(path, read(path)) of the newest checkpoint `read` accepts, (None, None) without one; newer
+        damaged ones are skipped with a CheckpointWarning (once per checkpoint)."""
+        for path in map(self.path, reversed(self.epochs())):
+            try:
+                return path, read(path)
+            except CheckpointError as error:
+                if path not in self._warned:
+                    self._warned.add(path)
+                    warnings.warn(
+                        f"checkpoint: skipping {path}, which is damaged ({error}); using the newest valid "
+                        f"checkpoint before it",
+                        CheckpointWarning,
+                        stacklevel=3,
+                    )
+        return None, None
 
     def latest_valid(self) -> Path | None:
         """The newest checkpoint whose files verify; newer damaged ones are skipped with a CheckpointWarning."""
-        for e in reversed(self.epochs()):
-            try:
-                verify(self.path(e))
-                return self.path(e)
-            except CheckpointError as err:
-                self._warn(self.path(e), err)
-        return None
+        return self._newest(verify)[0]
 
     def restore(self, template, path: str | os.PathLike | None = None) -> Checkpoint:
         """The checkpoint at `path`, or else the newest valid one, restored into the structure of
         `template`; a damaged newer checkpoint is skipped with a CheckpointWarning."""
         if path is not None:
             return read_checkpoint(path, template)
-        for e in reversed(self.epochs()):
-            try:
-                meta, plain = _read_verified(self.path(e))
-            except CheckpointError as err:
-                self._warn(self.path(e), err)
-                continue
-            return _restored(self.path(e), meta, plain, template)
-        raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
+        path, read = self._newest(_read_verified)
+        if path is None:
+            raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
+        return _restored(path, *read, template)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -599,8 +653,10 @@ def load_model(path: str | os.PathLike, *, member: int = 0) -> LoadedModel:
     ckpt = read_checkpoint(ckpt_path)
     config = ckpt.config or {}
     if "model" not in config:
-        raise CheckpointError(f"checkpoint: {ckpt_path} has no named model in its config; "
-                              "restore its arrays with read_checkpoint and apply your own model")
+        raise CheckpointError(
+            f"checkpoint: {ckpt_path} has no named model in its config; "
+            "restore its arrays with read_checkpoint and apply your own model"
+        )
     model = get_model(config["model"], **config.get("model_kwargs", {}))
     if config.get("normalize", "none") != "none":
         shape = model.input_shape if config["normalize"] == "per_feature" else ()

@@ -27,13 +27,22 @@ from .study import format_study
 from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
 from .train import COMPUTE_DTYPES, ENGINES, as_key
 
-# CLI flag -> TrainConfig field
-_TRAIN_FLAGS = {
-    "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "learning_rate",
-    "momentum": "momentum", "schedule": "schedule", "weight_decay": "weight_decay", "l1": "l1",
-    "patience": "patience", "engine": "engine", "compute_dtype": "compute_dtype", "devices": "devices",
-    "member_shards": "member_shards",
-}
+# the TrainConfig fields the training flags set (each flag's dest is its field)
+_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "schedule",
+    "weight_decay",
+    "l1",
+    "patience",
+    "engine",
+    "compute_dtype",
+    "devices",
+    "member_shards",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,22 +57,33 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="number of epochs (the maximum, with early stopping)")
     p.add_argument("--batch-size", type=int, help="mini-batch size (0: full batch)")
     p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--lr", type=float, dest="learning_rate", metavar="LR", help="learning rate")
     p.add_argument("--momentum", type=float, help="momentum / low-pass factor beta")
     p.add_argument("--schedule", choices=("constant", "cosine", "step", "exponential"))
     p.add_argument("--weight-decay", type=float, help="L2 lambda (decoupled decay for adamw)")
     p.add_argument("--l1", type=float, help="L1 lambda")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)")
+    p.add_argument(
+        "--engine", choices=ENGINES, help="loop strategy (auto: unrolled chunks on CPU, scanned epochs on GPU/TPU)"
+    )
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, help="bfloat16: mixed precision, float32 parameters")
-    p.add_argument("--devices", type=int, help="train on this many devices (0: all): data parallel, or see "
-                                               "--member-shards")
-    p.add_argument("--member-shards", type=int, metavar="K",
-                   help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)")
+    p.add_argument(
+        "--devices", type=int, help="train on this many devices (0: all): data parallel, or see --member-shards"
+    )
+    p.add_argument(
+        "--member-shards",
+        type=int,
+        metavar="K",
+        help="split the seeds of `nnlab seeds` over K groups of the devices (the rest: data parallel)",
+    )
     p.add_argument("--seed", type=int, help="seed of initialization, data order and dropout")
     p.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
-    p.add_argument("--train-subset", type=int, metavar="N",
-                   help="train on N samples only, taken after the validation split is held out")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        metavar="N",
+        help="train on N samples only, taken after the validation split is held out",
+    )
     p.add_argument("--n-val", type=int, metavar="N", help="validation samples held out of the training set (0: none)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
@@ -76,20 +96,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     """The named default config with the flags the user gave applied on top."""
     cfg = configs.get_config(name)
-    train = {}
-    for flag, field in _TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            train[field] = value
-    if train.get("batch_size") == 0:
-        train["batch_size"] = None
-    if train.get("patience") == 0:
-        train["patience"] = None
-    changes = {"train": cfg.train.replace(**train)}
-    for field in ("seed", "data_dir", "train_subset", "n_val"):
-        if getattr(args, field) is not None:
-            changes[field] = getattr(args, field)
-    return cfg.replace(**changes)
+    train = {field: getattr(args, field) for field in _TRAIN_FIELDS if getattr(args, field) is not None}
+    for field in ("batch_size", "patience"):  # 0: full batch, no early stopping
+        if train.get(field) == 0:
+            train[field] = None
+    changes = {
+        f: getattr(args, f) for f in ("seed", "data_dir", "train_subset", "n_val") if getattr(args, f) is not None
+    }
+    return cfg.replace(train=cfg.train.replace(**train), **changes)
 
 
 def _save(results: dict, args: argparse.Namespace) -> int:
@@ -109,39 +123,45 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_path(args.checkpoint_dir, name="--checkpoint-dir", folder=True)
 
 
-def _checkpoint_args(args: argparse.Namespace) -> dict:
-    """run / run_seeds keyword arguments of the checkpoint flags."""
+def _setup(args: argparse.Namespace, *, checkpoints: bool = True) -> tuple[RunConfig, dict]:
+    """The config of a training command and the run / run_seeds keyword arguments of its checkpoint flags
+    (`checkpoints=False`: a command that trains several programs refuses them); outputs checked first."""
+    if not checkpoints and (args.checkpoint_dir or args.resume):
+        raise ValueError(
+            f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
+            f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}"
+        )
+    cfg = config_from_args(args.name, args)
     if args.resume and args.checkpoint_dir is None:
         raise ValueError("--resume: expected --checkpoint-dir DIR to resume from, got none")
-    return {"checkpoint_dir": args.checkpoint_dir, "resume": args.resume, "checkpoint_every": args.checkpoint_every,
-            "keep": args.keep}
-
-
-def _train(name: str, args: argparse.Namespace) -> int:
-    cfg = config_from_args(name, args)
-    checkpoints = _checkpoint_args(args)
     _check_outputs(args)
-    results, _ = run(cfg, progress=False if args.quiet else None, **checkpoints, logdir=args.logdir)
+    return cfg, {
+        "checkpoint_dir": args.checkpoint_dir,
+        "resume": args.resume,
+        "keep": args.keep,
+        "checkpoint_every": args.checkpoint_every,
+        "progress": False if args.quiet else None,
+    }
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg, options = _setup(args)
+    results, _ = run(cfg, **options, logdir=args.logdir)
     if not args.quiet:
-        print(format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"]))
-    print(f"{name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
-          f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
-          f"{results['train_seconds']:.1f} s on {results['device']} ({results['engine']} engine)")
+        print(
+            format_table(results["history"], ["epoch", "train_loss", "train_error", "val_loss", "val_error", "seconds"])
+        )
+    print(
+        f"{args.name}: test error {100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']}), "
+        f"best epoch {results['best_epoch']} of {results['epochs_run']}, {results['params']:,} parameters, "
+        f"{results['train_seconds']:.1f} s on {results['device']} ({results['engine']} engine)"
+    )
     return _save(results, args)
 
 
-def _no_checkpoints(args: argparse.Namespace) -> None:
-    if args.checkpoint_dir or args.resume:
-        raise ValueError(f"--checkpoint-dir / --resume: expected neither with `nnlab {args.command}` "
-                         f"(its settings train as several programs), got {args.checkpoint_dir or '--resume'}")
-
-
 def _seeds(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args.name, args)
-    checkpoints = _checkpoint_args(args)
-    _check_outputs(args)
-    results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members,
-                           progress=False if args.quiet else None, **checkpoints)
+    cfg, options = _setup(args)
+    results, _ = run_seeds(cfg, list(range(cfg.seed, cfg.seed + args.seeds)), max_members=args.max_members, **options)
     print(format_study(results))
     return _save(results, args)
 
@@ -150,80 +170,99 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
     """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
     name, sep, values = text.partition("=")
     if not sep or name not in KNOBS:
-        raise ValueError(f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, "
-                         f"got {text!r}")
+        raise ValueError(
+            f"--param: expected NAME=V1,V2,... or NAME=LOW:HIGH with NAME in {sorted(KNOBS)}, got {text!r}"
+        )
     cast = str if name == "activation" else (int if name in ("batch_size", "width", "depth") else float)
     if ":" in values:
-        low, high = values.split(":", 1)
-        return name, (float(low), float(high))
+        return name, tuple(float(v) for v in values.split(":", 1))
     return name, [cast(v) for v in values.split(",")]
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    _no_checkpoints(args)
-    cfg = config_from_args(args.name, args)
-    _check_outputs(args)
+    cfg, options = _setup(args, checkpoints=False)
     space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
-    results = sweep(cfg, settings, pilot_epochs=args.pilot_epochs or None, pilot_subset=args.pilot_subset,
-                    max_members=args.max_members, progress=False if args.quiet else None)
+    results = sweep(
+        cfg,
+        settings,
+        pilot_epochs=args.pilot_epochs or None,
+        pilot_subset=args.pilot_subset,
+        max_members=args.max_members,
+        progress=options["progress"],
+    )
     if results["pilot"]:
         dropped = [r for r in results["pilot"] if not r["learned"]]
-        print(f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
-              f"{len(results['pilot'])} settings did not learn and were dropped")
+        print(
+            f"pilot ({args.pilot_epochs} epochs on {args.pilot_subset} samples): {len(dropped)} of "
+            f"{len(results['pilot'])} settings did not learn and were dropped"
+        )
         if dropped:
             print(format_table(dropped, [*space, "val_error"]))
     print(format_table(results["rows"], [*space, "val_error", "test_error", "best_epoch", "epochs_run", "program"]))
     best = results["best"]
-    print(f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
-          f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
-          f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}")
+    print(
+        f"best on validation: {', '.join(f'{k}={best[k]}' for k in space)}: validation error "
+        f"{100 * best['val_error']:.2f}%, test error {100 * best['test_error']:.2f}%; "
+        f"{len(results['rows'])} settings in {results['programs']} program(s) on {results['device']}"
+    )
     return _save(results, args)
 
 
 def _eval(args: argparse.Namespace) -> int:
     _check_outputs(args)
     results = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir)
-    print(f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
-          f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})")
+    print(
+        f"{results['checkpoint']}: {results['model']} on {results['dataset']}: test error "
+        f"{100 * results['test_error']:.2f}% ({results['test_errors']}/{results['n_test']})"
+    )
     return _save(results, args)
 
 
 def _demo(args: argparse.Namespace) -> int:
     """Trains the lecture's MNIST MLP on MNIST found on disk or downloaded; a compact summary off a terminal."""
     D.locate("mnist", args.data_dir, mirror=args.mirror)
-    args.quiet = args.quiet or not sys.stdout.isatty()
-    return _train("mnist-mlp", args)
+    args.name, args.quiet = "mnist-mlp", args.quiet or not sys.stdout.isatty()
+    return _train(args)
 
 
 def _add_data_parser(sub, common: argparse.ArgumentParser) -> None:
     """`nnlab data download|verify|where NAME`."""
     p_data = sub.add_parser("data", parents=[common], help="download, verify or locate MNIST / Fashion-MNIST")
     actions = p_data.add_subparsers(dest="action", required=True)
-    helps = {"download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
-             "verify": "check the files nnlab would read against their SHA-256",
-             "where": "print the folder nnlab reads the set from (or would download it into)"}
+    helps = {
+        "download": "fetch the files a folder lacks from the mirrors, checking each SHA-256",
+        "verify": "check the files nnlab would read against their SHA-256",
+        "where": "print the folder nnlab reads the set from (or would download it into)",
+    }
     for action, text in helps.items():
         p = actions.add_parser(action, parents=[common], help=text)
         p.add_argument("name", choices=sorted(D.PUBLISHED), help="which data set")
-        p.add_argument("--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR "
-                                          "or ~/.cache/nnlab")
+        p.add_argument(
+            "--data-dir", help="data root (the set lives in DATA_DIR/NAME/); default $NNLAB_DATA_DIR or ~/.cache/nnlab"
+        )
         if action == "download":
-            p.add_argument("--mirror", metavar="URL", help="base URL tried first, laid out as URL/NAME/FILE "
-                                                           "(default $NNLAB_DATA_MIRROR)")
+            p.add_argument(
+                "--mirror",
+                metavar="URL",
+                help="base URL tried first, laid out as URL/NAME/FILE (default $NNLAB_DATA_MIRROR)",
+            )
+
+
+def _summary(args: argparse.Namespace) -> int:
+    summary(get_model(args.model))
+    return 0
 
 
 def _data(args: argparse.Namespace) -> int:
     if args.action == "download":
-        folder = D.download(args.name, args.data_dir, mirror=args.mirror)
-        print(folder)
+        print(D.download(args.name, args.data_dir, mirror=args.mirror))
     elif args.action == "verify":
         for path, status in D.verify_folder(args.name, args.data_dir):
             print(f"{path}: {status}")
     else:
         found = D.find(args.name, args.data_dir)
-        folder = found if found is not None else D.data_root(args.data_dir) / args.name
-        print(folder)
+        print(found if found is not None else D.data_root(args.data_dir) / args.name)
         if found is None:
             print(f"{args.name}: not there yet; `nnlab data download {args.name}` fetches it", file=sys.stderr)
     return 0
@@ -250,8 +289,9 @@ def is_user_error(e: BaseException) -> bool:
 def _interrupted(e: Interrupted, argv: list[str], args: argparse.Namespace) -> int:
     """One line: what was saved and how to resume; the exit code 128 + signal (130, 143)."""
     if e.checkpoint is None and getattr(args, "checkpoint_dir", None):  # interrupted outside the training loop
-        e = Interrupted(e.signum, epoch=e.epoch, during_epoch=e.during_epoch,
-                        checkpoint=Checkpointer(args.checkpoint_dir).latest())
+        e = Interrupted(
+            e.signum, epoch=e.epoch, during_epoch=e.during_epoch, checkpoint=Checkpointer(args.checkpoint_dir).latest()
+        )
     line = f"nnlab: {e.describe()}"
     if e.checkpoint is not None:
         line += f"; resume with: nnlab {shlex.join(argv if '--resume' in argv else [*argv, '--resume'])}"
@@ -269,8 +309,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback of an error")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
+    )
     parser = _Parser(prog="nnlab", description="Train and study the lecture's neural networks.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -295,8 +336,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_args(p_seeds)
     p_sweep = command("sweep", "grid or random search, chosen on validation, reported on test")
     p_sweep.add_argument("name", choices=sorted(configs.CONFIGS), help="the config to start from")
-    p_sweep.add_argument("--param", action="append", metavar="NAME=V1,V2|NAME=LOW:HIGH",
-                         help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})")
+    p_sweep.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=V1,V2|NAME=LOW:HIGH",
+        help=f"a knob to search ({', '.join(KNOBS)}); repeat for several (default: {DEFAULT_SPACE})",
+    )
     p_sweep.add_argument("--random", type=int, metavar="N", help="draw N random settings instead of the full grid")
     p_sweep.add_argument("--pilot-epochs", type=int, default=3, help="epochs of the pilot stage (0: no pilot)")
     p_sweep.add_argument("--pilot-subset", type=int, default=5000, help="training samples of the pilot stage")
@@ -307,6 +352,17 @@ def _parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--data-dir", help="folder with the IDX files (or with <dataset>/ inside)")
     p_eval.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     return parser
+
+
+_COMMANDS = {
+    "train": _train,
+    "summary": _summary,
+    "demo": _demo,
+    "data": _data,
+    "seeds": _seeds,
+    "sweep": _sweep,
+    "eval": _eval,
+}
 
 
 def _compilation_cache() -> None:
@@ -330,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.filterwarnings("always", category=CheckpointWarning)
             warnings.showwarning = _show_warning
-            return _command(args)
+            return _COMMANDS[args.command](args)
     except Interrupted as e:
         return _interrupted(e, argv, args)
     except KeyboardInterrupt:
@@ -343,23 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _command(args: argparse.Namespace) -> int:
-    if args.command == "train":
-        return _train(args.name, args)
-    if args.command == "summary":
-        summary(get_model(args.model))
-        return 0
-    if args.command == "seeds":
-        return _seeds(args)
-    if args.command == "sweep":
-        return _sweep(args)
-    if args.command == "eval":
-        return _eval(args)
-    if args.command == "data":
-        return _data(args)
-    return _demo(args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache, partial
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -32,10 +32,12 @@ class Evaluation(NamedTuple):
 
     @property
     def error_rate(self) -> float:
+        """errors / n: the fraction of misclassified samples."""
         return self.errors / self.n
 
     @property
     def accuracy(self) -> float:
+        """1 - error_rate."""
         return 1.0 - self.error_rate
 
 
@@ -46,23 +48,17 @@ def _eval_batch(variables, x, y, mask, *, apply, loss, threshold):
     return jnp.sum(jnp.where(mask, per_sample(outputs, y), 0.0)), predict_labels(outputs, threshold)
 
 
-@partial(jax.jit, static_argnames="apply")
-def _forward(variables, x, *, apply):
+@partial(jax.jit, static_argnames=("apply", "members"))
+def _forward(variables, x, *, apply, members: bool):
+    """Outputs in evaluation mode; with `members`, of every member of the stacked variables [S, ...]."""
+    if members:
+        return jax.vmap(lambda v: apply(v, x, train=False)[0])(variables)
     return apply(variables, x, train=False)[0]
 
 
-@cache
-def _members_apply(apply):
-    """`apply` over stacked members' variables [S, ...] (cached: one compiled program per model)."""
-
-    def members_apply(variables, x, *, train: bool):
-        return jax.vmap(lambda v: apply(v, x, train=train))(variables)
-
-    return members_apply
-
-
-def evaluate(model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy",
-             batch_size: int = 1000) -> Evaluation:
+def evaluate(
+    model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy", batch_size: int = 1000
+) -> Evaluation:
     """Mean loss, error count and predicted labels of `model` on x: [n, ...], y: [n]."""
     check_positive(batch_size, name="batch_size", integer=True)
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
@@ -87,8 +83,10 @@ def predict(model: Model, variables, x, *, batch_size: int = 1000, members: bool
     check_positive(batch_size, name="batch_size", integer=True)
     xa = check_inputs(x, name="x", feature_shape=model.input_shape).astype(np.float32)
     xb, _, mask = padded_batches(xa, np.zeros(xa.shape[0], np.int32), min(batch_size, xa.shape[0]))
-    apply = _members_apply(model.apply) if members else model.apply
-    outs = [np.asarray(_forward(variables, xb[i], apply=apply))[..., mask[i], :] for i in range(mask.shape[0])]
+    outs = [
+        np.asarray(_forward(variables, xb[i], apply=model.apply, members=members))[..., mask[i], :]
+        for i in range(mask.shape[0])
+    ]
     return np.concatenate(outs, axis=-2)
 
 

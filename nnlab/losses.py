@@ -8,7 +8,7 @@ depend on the batch size; the lecture's sums are N times these.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,9 @@ def _target_vectors(outputs: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
     n, c = outputs.shape
     if jnp.issubdtype(targets.dtype, jnp.integer):
         if targets.shape != (n,):
-            raise ValueError(f"targets: expected integer labels of shape ({n},) for outputs {outputs.shape}, got {targets.shape}")
+            raise ValueError(
+                f"targets: expected integer labels of shape ({n},) for outputs {outputs.shape}, got {targets.shape}"
+            )
         return targets[:, None].astype(outputs.dtype) if c == 1 else jax.nn.one_hot(targets, c, dtype=outputs.dtype)
     if targets.shape != outputs.shape:
         raise ValueError(f"targets: expected target vectors of shape {outputs.shape} (as outputs), got {targets.shape}")
@@ -47,8 +49,10 @@ def softmax_cross_entropy_per_sample(logits: jnp.ndarray, targets: jnp.ndarray) 
     """Categorical cross-entropy with y = softmax(u), from logits u: [batch, classes]:
     e_n = -sum_k t_k ln y_k = logsumexp(u) - u_label (stable)."""
     if logits.shape[-1] < 2:
-        raise ValueError(f"logits: expected at least 2 classes for a softmax, got shape {logits.shape} "
-                         f"(one output: use sigmoid_cross_entropy on its logit, or squared_error)")
+        raise ValueError(
+            f"logits: expected at least 2 classes for a softmax, got shape {logits.shape} "
+            f"(one output: use sigmoid_cross_entropy on its logit, or squared_error)"
+        )
     t = _target_vectors(logits, targets)
     return -jnp.sum(t * jax.nn.log_softmax(logits, axis=-1), axis=-1)
 
@@ -68,12 +72,12 @@ def softmax_cross_entropy(logits: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndar
     return jnp.mean(softmax_cross_entropy_per_sample(logits, targets))
 
 
-# name -> (per-sample loss, threshold that turns a single output into class 1)
 LOSSES: dict[str, tuple[Callable, float]] = {
     "softmax_cross_entropy": (softmax_cross_entropy_per_sample, 0.0),
     "sigmoid_cross_entropy": (sigmoid_cross_entropy_per_sample, 0.0),
     "squared_error": (squared_error_per_sample, 0.5),
 }
+"""Loss name -> (per-sample loss, threshold that turns a single output into class 1)."""
 
 
 def get_loss(name: str) -> tuple[Callable, float]:

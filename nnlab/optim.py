@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import optax
 
 Schedule = float | optax.Schedule
+"""A learning rate: a constant or an Optax schedule step -> value."""
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "heavy_ball", "nesterov", "adam", "adamw")
+"""Names accepted by `direction`, `make_optimizer` and `TrainConfig.optimizer`."""
 
 
 def decay_mask(params, *, include_biases: bool = False):
@@ -55,11 +57,6 @@ def direction(name: str, momentum: float | jax.Array = 0.9) -> optax.GradientTra
     raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
 
 
-def _check_beta(beta) -> None:
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
-
-
 def gd(learning_rate: Schedule) -> optax.GradientTransformation:
     """Gradient descent theta <- theta - eta * dE/dtheta (full batch when fit's batch_size is None)."""
     return optax.sgd(learning_rate)
@@ -78,19 +75,21 @@ def momentum(learning_rate: Schedule, beta: float = 0.9, *, form: str = "lowpass
     form='nesterov': heavy ball with Nesterov's look-ahead.
     The low-pass form takes steps 1/(1 - beta) times smaller than heavy ball at the same eta.
     """
-    _check_beta(beta)
     if form not in ("lowpass", "heavy_ball", "nesterov"):
         raise ValueError(f"form: expected 'lowpass', 'heavy_ball' or 'nesterov', got {form!r}")
-    return optax.chain(direction("momentum" if form == "lowpass" else form, beta),
-                       optax.scale_by_learning_rate(learning_rate))
+    return make_optimizer("momentum" if form == "lowpass" else form, learning_rate, beta=beta)
 
 
-def adam(learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def adam(
+    learning_rate: Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
     """Adam: low-pass filtered gradient over the root of the low-pass filtered squared gradient."""
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-def adamw(learning_rate: Schedule, weight_decay: float = 1e-4, b1: float = 0.9, b2: float = 0.999) -> optax.GradientTransformation:
+def adamw(
+    learning_rate: Schedule, weight_decay: float = 1e-4, b1: float = 0.9, b2: float = 0.999
+) -> optax.GradientTransformation:
     """Adam with decoupled weight decay theta <- theta - eta * lambda * theta on the weights only."""
     return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
 
@@ -101,8 +100,15 @@ def freeze(optimizer: optax.GradientTransformation, trainable) -> optax.Gradient
     return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
-def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps: int = 0,
-             decay_every: int | None = None, decay_factor: float = 0.1) -> optax.Schedule:
+def schedule(
+    name: str,
+    learning_rate: float,
+    *,
+    total_steps: int,
+    warmup_steps: int = 0,
+    decay_every: int | None = None,
+    decay_factor: float = 0.1,
+) -> optax.Schedule:
     """A learning-rate schedule: 'constant', 'cosine' (to 0 over total_steps, after a linear warm-up),
     'step' (times decay_factor every decay_every steps) or 'exponential' (smooth version of 'step')."""
     if not learning_rate > 0:
@@ -119,10 +125,12 @@ def schedule(name: str, learning_rate: float, *, total_steps: int, warmup_steps:
     raise ValueError(f"schedule: expected 'constant', 'cosine', 'step' or 'exponential', got {name!r}")
 
 
-def make_optimizer(name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str, learning_rate: Schedule, *, beta: float = 0.9, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
     """The optimizer called `name` (one of OPTIMIZERS); `weight_decay` is used by 'adamw' only."""
-    if name in ("momentum", "heavy_ball", "nesterov"):
-        _check_beta(beta)
+    if name in ("momentum", "heavy_ball", "nesterov") and not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta: expected a momentum in [0, 1), got {beta!r}")
     parts = [direction(name, beta)]
     if name == "adamw":
         parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))

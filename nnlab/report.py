@@ -7,9 +7,10 @@ import json
 import math
 import os
 import platform
-import tempfile
+import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,7 +43,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
+            return next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor()
+            )
     except OSError:
         return platform.processor() or platform.machine()
 
@@ -79,23 +82,26 @@ def to_json_data(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike, results: dict) -> None:
-    """Writes `results` as indented, strict JSON (non-finite numbers as null); atomically
-    (temp file + rename) so a crash never leaves half a file."""
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `path` whole or not at all: a sibling temporary file (created with the umask's
+    permissions), fsync, then a rename, so a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_json_data(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a results file is as readable as any other
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike, results: dict) -> None:
+    """Writes `results` as indented, strict JSON (non-finite numbers as null), atomically (`write_text`)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(to_json_data(results), indent=2, allow_nan=False) + "\n")
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
@@ -107,6 +113,6 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> 
 
     cells = [[cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)

@@ -43,17 +43,28 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
         raise ValueError(f"labels: expected shape ({p.shape[1]},) like predictions [S, n], got {t.shape}")
     wrong = p != t[None, :]  # [S, n]
     errors = wrong.sum(axis=1)
-    pairs = [{"a": a, "b": b, "shared_errors": int(np.sum(wrong[a] & wrong[b])),
-              "only_a": int(np.sum(wrong[a] & ~wrong[b])), "only_b": int(np.sum(wrong[b] & ~wrong[a])),
-              "label_disagreement": float(np.mean(p[a] != p[b]))}
-             for a in range(p.shape[0]) for b in range(a + 1, p.shape[0])]
+    pairs = [
+        {
+            "a": a,
+            "b": b,
+            "shared_errors": int(np.sum(wrong[a] & wrong[b])),
+            "only_a": int(np.sum(wrong[a] & ~wrong[b])),
+            "only_b": int(np.sum(wrong[b] & ~wrong[a])),
+            "label_disagreement": float(np.mean(p[a] != p[b])),
+        }
+        for a in range(p.shape[0])
+        for b in range(a + 1, p.shape[0])
+    ]
     rates = errors / t.shape[0]
+    std = float(rates.std(ddof=1)) if len(rates) > 1 else 0.0
     study = {
         "n_test": int(t.shape[0]),
         "seed_test_error": rates.tolist(),
         "seed_errors": errors.tolist(),
-        "test_error_mean": float(rates.mean()), "test_error_std": float(rates.std(ddof=1)) if len(rates) > 1 else 0.0,
-        "test_error_min": float(rates.min()), "test_error_max": float(rates.max()),
+        "test_error_mean": float(rates.mean()),
+        "test_error_std": std,
+        "test_error_min": float(rates.min()),
+        "test_error_max": float(rates.max()),
         "pairwise_disagreement": pairs,
         "wrong_by_exactly_k": np.bincount(wrong.sum(axis=0), minlength=p.shape[0] + 1).tolist(),
     }
@@ -69,20 +80,39 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
 def format_study(results: dict) -> str:
     """The terminal report of `run_seeds`: per-seed errors, pairwise errors, exactly-k counts, ensemble."""
     n, S = results["n_test"], len(results["seeds"])
-    rows = [{"seed": s, "val_error_%": None if v is None else 100 * v, "test_error_%": 100 * t, "test_errors": e,
-             "best_epoch": b, "epochs_run": r}
-            for s, v, t, e, b, r in zip(results["seeds"], results["seed_val_error"], results["seed_test_error"],
-                                        results["seed_errors"], results["best_epochs"], results["epochs_run"])]
-    pairs = [{"a": results["seeds"][p["a"]], "b": results["seeds"][p["b"]], **{k: p[k] for k in list(p)[2:]}}
-             for p in results["pairwise_disagreement"]]
-    return "\n".join([
-        format_table(rows),
-        f"\npairwise: errors both make, errors only a / only b makes (of {n}); fraction of labels that differ",
-        format_table(pairs),
-        f"\nmisclassified by exactly k of {S} models (k = 0..{S}): {results['wrong_by_exactly_k']}",
-        f"{results['model']}, {S} seeds: test error mean {100 * results['test_error_mean']:.2f}% "
-        f"(std {100 * results['test_error_std']:.2f}, min {100 * results['test_error_min']:.2f}, "
-        f"max {100 * results['test_error_max']:.2f}); ensemble (sum of outputs) "
-        f"{100 * results['ensemble_test_error']:.2f}% ({results['ensemble_errors']}/{n}); "
-        f"{results['train_seconds']:.1f} s training in {results['chunks']} program(s) on {results['device']}",
-    ])
+    rows = [
+        {
+            "seed": s,
+            "val_error_%": None if v is None else 100 * v,
+            "test_error_%": 100 * t,
+            "test_errors": e,
+            "best_epoch": b,
+            "epochs_run": r,
+        }
+        for s, v, t, e, b, r in zip(
+            results["seeds"],
+            results["seed_val_error"],
+            results["seed_test_error"],
+            results["seed_errors"],
+            results["best_epochs"],
+            results["epochs_run"],
+            strict=True,
+        )
+    ]
+    pairs = [
+        {"a": results["seeds"][p["a"]], "b": results["seeds"][p["b"]], **{k: p[k] for k in list(p)[2:]}}
+        for p in results["pairwise_disagreement"]
+    ]
+    return "\n".join(
+        [
+            format_table(rows),
+            f"\npairwise: errors both make, errors only a / only b makes (of {n}); fraction of labels that differ",
+            format_table(pairs),
+            f"\nmisclassified by exactly k of {S} models (k = 0..{S}): {results['wrong_by_exactly_k']}",
+            f"{results['model']}, {S} seeds: test error mean {100 * results['test_error_mean']:.2f}% "
+            f"(std {100 * results['test_error_std']:.2f}, min {100 * results['test_error_min']:.2f}, "
+            f"max {100 * results['test_error_max']:.2f}); ensemble (sum of outputs) "
+            f"{100 * results['ensemble_test_error']:.2f}% ({results['ensemble_errors']}/{n}); "
+            f"{results['train_seconds']:.1f} s training in {results['chunks']} program(s) on {results['device']}",
+        ]
+    )

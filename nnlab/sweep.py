@@ -11,31 +11,41 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
 from ._run import RunConfig, build_model, load_splits
-from .report import environment
 from .evaluation import predict, predict_labels
 from .losses import get_loss
+from .report import environment
 from .train import MEMBER_HPARAMS, fit_many
 
 # knob -> where it lives: the TrainConfig ('train'), the model's keyword arguments ('model'),
 # or the optimizer state of one member ('member': vmapped within one program)
-KNOBS = {"learning_rate": "member", "weight_decay": "member", "momentum": "member", "batch_size": "train",
-         "drop_rate": "model", "width": "model", "depth": "model", "activation": "model"}
+KNOBS = {
+    "learning_rate": "member",
+    "weight_decay": "member",
+    "momentum": "member",
+    "batch_size": "train",
+    "drop_rate": "model",
+    "width": "model",
+    "depth": "model",
+    "activation": "model",
+}
+"""Knobs a sweep can search: name -> where it lives (see the comment above)."""
 _LOG_UNIFORM = ("learning_rate", "weight_decay")
 # `nnlab sweep mnist-mlp` without --param: around the default recipe (lr 1e-3, L2 1e-4, width 100)
 DEFAULT_SPACE = {"learning_rate": [1e-3, 2e-3], "weight_decay": [3e-5, 1e-4], "width": [100, 256]}
+"""The grid `nnlab sweep` searches when no --param is given."""
 
 
 def grid(space: dict[str, Sequence]) -> list[dict]:
     """Every combination of the listed values: {'width': [100, 200], 'learning_rate': [1e-3]} -> 2 settings."""
     _check_space(space, ranges=False)
     names = list(space)
-    return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(space[n] for n in names))]
 
 
 def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
@@ -45,18 +55,14 @@ def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive number of settings, got {n!r}")
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint64))
-    settings = []
-    for _ in range(n):
-        s = {}
-        for name, values in space.items():
-            if isinstance(values, tuple):
-                lo, hi = values
-                s[name] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))) if name in _LOG_UNIFORM
-                                else rng.uniform(lo, hi))
-            else:
-                s[name] = values[int(rng.integers(len(values)))]
-        settings.append(s)
-    return settings
+
+    def draw(name: str, values):
+        if not isinstance(values, tuple):  # a list of choices
+            return values[int(rng.integers(len(values)))]
+        lo, hi = values
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))) if name in _LOG_UNIFORM else rng.uniform(lo, hi))
+
+    return [{name: draw(name, values) for name, values in space.items()} for _ in range(n)]
 
 
 def _check_space(space: dict, *, ranges: bool) -> None:
@@ -94,24 +100,53 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
         cfg = _configure(base, settings[idx[0]])
         model = build_model(cfg, splits.train)
         hparams = {k: [settings[i].get(k, getattr(cfg.train, k)) for i in idx] for k in MEMBER_HPARAMS}
-        r = fit_many(model, splits.train, keys=[base.seed] * len(idx), config=cfg.train, val=splits.val,
-                     hparams=hparams, max_members=max_members, progress=progress)
-        test_labels = (np.asarray(predict_labels(predict(model, r.variables, splits.test.x, members=True,
-                                                         batch_size=cfg.train.eval_batch_size),
-                                                 get_loss(cfg.train.loss)[1])) if test else None)
+        r = fit_many(
+            model,
+            splits.train,
+            keys=[base.seed] * len(idx),
+            config=cfg.train,
+            val=splits.val,
+            hparams=hparams,
+            max_members=max_members,
+            progress=progress,
+        )
+        test_labels = (
+            np.asarray(
+                predict_labels(
+                    predict(model, r.variables, splits.test.x, members=True, batch_size=cfg.train.eval_batch_size),
+                    get_loss(cfg.train.loss)[1],
+                )
+            )
+            if test
+            else None
+        )
         for m, i in enumerate(idx):
             best = r.histories[m][r.best_epochs[m] - 1] if r.best_epochs[m] else {"val_error": None}
-            rows[i] = {**settings[i], "val_error": best["val_error"], "best_epoch": r.best_epochs[m],
-                       "diverged": r.diverged[m],
-                       "epochs_run": r.epochs_run[m], "program": program, "members": len(idx),
-                       "train_seconds": r.train_seconds}
+            rows[i] = {
+                **settings[i],
+                "val_error": best["val_error"],
+                "best_epoch": r.best_epochs[m],
+                "diverged": r.diverged[m],
+                "epochs_run": r.epochs_run[m],
+                "program": program,
+                "members": len(idx),
+                "train_seconds": r.train_seconds,
+            }
             if test:
                 rows[i]["test_error"] = float(np.mean(test_labels[m] != splits.test.y))
     return rows
 
 
-def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3, pilot_subset: int = 5000,
-          learns_below: float = 0.9, max_members: int | None = None, progress: bool | None = None) -> dict:
+def sweep(
+    base: RunConfig,
+    settings: list[dict],
+    *,
+    pilot_epochs: int | None = 3,
+    pilot_subset: int = 5000,
+    learns_below: float = 0.9,
+    max_members: int | None = None,
+    progress: bool | None = None,
+) -> dict:
     """Trains `base` with each setting (a dict of KNOBS values), best validation error first.
 
     Pilot (the lecture's "first make it learn"): with `pilot_epochs`, every setting first trains
@@ -132,16 +167,23 @@ def sweep(base: RunConfig, settings: list[dict], *, pilot_epochs: int | None = 3
     if pilot_epochs:
         small = splits._replace(train=splits.train.take(min(pilot_subset, splits.train.n)))
         pilot_base = base.replace(train=base.train.replace(epochs=pilot_epochs, patience=None))
-        pilot_rows = _train_settings(pilot_base, settings, small, max_members=max_members, progress=progress,
-                                     test=False)
+        pilot_rows = _train_settings(
+            pilot_base, settings, small, max_members=max_members, progress=progress, test=False
+        )
         chance_error = 1.0 - 1.0 / max(splits.train.num_classes, 2)
-        keep = [i for i, r in enumerate(pilot_rows)
-                if r["val_error"] is not None and r["val_error"] < learns_below * chance_error]
+        keep = [
+            i
+            for i, r in enumerate(pilot_rows)
+            if r["val_error"] is not None and r["val_error"] < learns_below * chance_error
+        ]
         if not keep:
-            raise ValueError(f"settings: none learned in the pilot (validation error below {learns_below} x "
-                             f"{chance_error:.2f}); try smaller learning rates")
-    rows = _train_settings(base, [settings[i] for i in keep], splits, max_members=max_members, progress=progress,
-                           test=True)
+            raise ValueError(
+                f"settings: none learned in the pilot (validation error below {learns_below} x "
+                f"{chance_error:.2f}); try smaller learning rates"
+            )
+    rows = _train_settings(
+        base, [settings[i] for i in keep], splits, max_members=max_members, progress=progress, test=True
+    )
     rows.sort(key=lambda r: math.inf if r["val_error"] is None else r["val_error"])
     return {
         "best": rows[0],

@@ -24,8 +24,9 @@ def main() -> None:
     for path in paths:
         book = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        nbclient.NotebookClient(book, timeout=3600, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbclient.NotebookClient(
+            book, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
         print(f"{path.name}: {time.perf_counter() - start:.0f} s ({args.size})", flush=True)
         if args.size == "full":
             nbformat.write(book, path)

@@ -12,8 +12,17 @@ def test_no_augmentation_is_identity():
     np.testing.assert_array_equal(augment(Augmentation(), X, key=jax.random.key(1)), X)
 
 
-@pytest.mark.parametrize("aug", [Augmentation(shift=2), Augmentation(rotate=15), Augmentation(zoom=0.2),
-                                 Augmentation(flip_h=True), Augmentation(crop=2), Augmentation(noise=0.1)])
+@pytest.mark.parametrize(
+    "aug",
+    [
+        Augmentation(shift=2),
+        Augmentation(rotate=15),
+        Augmentation(zoom=0.2),
+        Augmentation(flip_h=True),
+        Augmentation(crop=2),
+        Augmentation(noise=0.1),
+    ],
+)
 def test_keeps_shape_and_differs_per_key_and_sample(aug):
     a = augment(aug, X, key=jax.random.key(1))
     b = augment(aug, X, key=jax.random.key(2))
@@ -32,7 +41,7 @@ def test_integer_shift_moves_pixels():
 
 def test_flip_vertical_is_an_exact_mirror():
     out = augment(Augmentation(flip_v=True), X, key=jax.random.key(4))
-    for a, x in zip(np.asarray(out), np.asarray(X)):
+    for a, x in zip(np.asarray(out), np.asarray(X), strict=True):
         assert np.array_equal(a, x) or np.array_equal(a, x[::-1])
 
 

@@ -44,8 +44,14 @@ def _state(model=MODEL, key=0):
 
 def _python(script: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _sigkill(proc: subprocess.Popen) -> None:
@@ -71,12 +77,16 @@ def _sha(variables) -> str:
 @pytest.mark.optax_promotion
 def test_sigkill_after_the_second_checkpoint_then_resume_is_bitwise_identical(tmp_path):
     # each epoch sleeps 0.2 s in a callback (state untouched) so the kill lands mid-run
-    proc = _python(SETUP + """
+    proc = _python(
+        SETUP
+        + """
 import sys, time
 from nnlab.checkpoint import Checkpointer
 nnlab.fit(model, train, key=jax.random.key(0), config=config, val=val,
           checkpointer=Checkpointer(sys.argv[1], every=2), callbacks=[lambda *a: time.sleep(0.2)])
-""", str(tmp_path))
+""",
+        str(tmp_path),
+    )
     ckpt = nnlab.Checkpointer(tmp_path, every=2)
     _wait_for(lambda: len(ckpt.epochs()) >= 2, proc)
     _sigkill(proc)
@@ -93,13 +103,15 @@ nnlab.fit(model, train, key=jax.random.key(0), config=config, val=val,
     assert ckpt.epochs()[-1] == CONFIG.epochs
 
 
-@pytest.mark.parametrize("stage, partial", [("arrays", "epoch_000002.orbax-checkpoint-tmp"),
-                                            ("manifest", "epoch_000002")])
+@pytest.mark.parametrize(
+    "stage, partial", [("arrays", "epoch_000002.orbax-checkpoint-tmp"), ("manifest", "epoch_000002")]
+)
 def test_sigkill_while_writing_leaves_the_previous_checkpoint_valid(tmp_path, stage, partial):
     # the subprocess saves epoch 1, then stalls inside the save of epoch 2 (hook patched in
     # by this test: before Orbax renames its temporary folder into place, or after that,
     # while nnlab hashes the files for the manifest)
-    proc = _python("""
+    proc = _python(
+        """
 import sys, time
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
@@ -117,7 +129,10 @@ if sys.argv[2] == "arrays":
 else:
     C.file_sha256 = stall
 ckpt.save(state.replace(epoch=state.epoch + 2))
-""", str(tmp_path), stage)
+""",
+        str(tmp_path),
+        stage,
+    )
     _wait_for(lambda: (tmp_path / "stalled").exists(), proc)
     _sigkill(proc)
 
@@ -132,7 +147,11 @@ ckpt.save(state.replace(epoch=state.epoch + 2))
     assert restored.epoch == 1 and _sha(restored.state.variables) == _sha(state.variables)
     ckpt.save(state.replace(epoch=state.epoch + 2))  # the next save clears the leftover
     assert ckpt.epochs() == [1, 2] and sorted(p.name for p in tmp_path.iterdir()) == [
-        ".nnlab-lock", "epoch_000001", "epoch_000002", "stalled"]
+        ".nnlab-lock",
+        "epoch_000001",
+        "epoch_000002",
+        "stalled",
+    ]
 
 
 def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
@@ -140,18 +159,21 @@ def test_state_round_trips_bit_for_bit_with_typed_keys(tmp_path):
     ckpt = nnlab.Checkpointer(tmp_path)
     ckpt.save(state)
     restored = ckpt.restore(_state(key=5)).state
-    for a, b in zip(jax.tree.leaves(to_plain(state)), jax.tree.leaves(to_plain(restored))):
+    for a, b in zip(jax.tree.leaves(to_plain(state)), jax.tree.leaves(to_plain(restored)), strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
     assert jnp.issubdtype(restored.rng["dropout"].dtype, jax.dtypes.prng_key) and int(restored.step) == 7
     assert jax.tree.structure(restored) == jax.tree.structure(state)
 
 
-@pytest.mark.parametrize("widths, message", [
-    ([2, 5, 3], r"mismatched shapes/dtypes \[params/0/W: checkpoint \(16, 2\) float32, model \(5, 2\) float32"),
-    ([2, 16, 16, 3], r"missing keys \['params/2/W', 'params/2/s'"),
-    ([2, 3], r"unexpected keys \[.*'params/1/W', 'params/1/s'\]"),
-])
+@pytest.mark.parametrize(
+    "widths, message",
+    [
+        ([2, 5, 3], r"mismatched shapes/dtypes \[params/0/W: checkpoint \(16, 2\) float32, model \(5, 2\) float32"),
+        ([2, 16, 16, 3], r"missing keys \['params/2/W', 'params/2/s'"),
+        ([2, 3], r"unexpected keys \[.*'params/1/W', 'params/1/s'\]"),
+    ],
+)
 def test_tree_mismatch_names_keys_and_shapes(tmp_path, widths, message):
     ckpt = nnlab.Checkpointer(tmp_path)
     ckpt.save(_state())
@@ -174,14 +196,17 @@ def _flip(f: Path):
     f.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: _truncate(_largest_array_file(p)), "was truncated or altered: .* expected .* sha256"),
-    (lambda p: _flip(_largest_array_file(p)), "was truncated or altered"),
-    (lambda p: _largest_array_file(p).unlink(), "is listed in the manifest but missing"),
-    (lambda p: _flip(p / "meta.json"), "meta.json was truncated or altered"),
-    (lambda p: (p / "manifest.json").unlink(), "no manifest.json: an incomplete save"),
-    (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is damaged"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: _truncate(_largest_array_file(p)), "was truncated or altered: .* expected .* sha256"),
+        (lambda p: _flip(_largest_array_file(p)), "was truncated or altered"),
+        (lambda p: _largest_array_file(p).unlink(), "is listed in the manifest but missing"),
+        (lambda p: _flip(p / "meta.json"), "meta.json was truncated or altered"),
+        (lambda p: (p / "manifest.json").unlink(), "no manifest.json: an incomplete save"),
+        (lambda p: (p / "manifest.json").write_text("{"), "manifest.json is damaged"),
+    ],
+)
 def test_truncated_or_tampered_checkpoint_is_a_clear_error(tmp_path, damage, message):
     ckpt = nnlab.Checkpointer(tmp_path)
     path = ckpt.save(_state())
@@ -215,8 +240,11 @@ def test_unwritable_folder_is_a_clear_error_and_keeps_the_previous_checkpoint(sm
         free = os.statvfs(small_tmpfs)
         (small_tmpfs / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize))
         expected = "No space left on device|RESOURCE_EXHAUSTED|space"
-    with pytest.raises(nnlab.checkpoint.CheckpointError, match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
-                       r".*the previous checkpoint epoch_000000 is untouched"):
+    with pytest.raises(
+        nnlab.checkpoint.CheckpointError,
+        match=rf"could not write the checkpoint of epoch 1 to .*({expected})"
+        r".*the previous checkpoint epoch_000000 is untouched",
+    ):
         ckpt.save(state.replace(epoch=state.epoch + 1))
     ckpt.close()
     assert ckpt.epochs() == [0]
@@ -247,17 +275,28 @@ except nnlab.checkpoint.CheckpointError as e:
 ckpt.close()
 print("epochs:", ckpt.epochs(), flush=True)
 """
-    out = subprocess.run([sys.executable, "-c", script, str(small_tmpfs)], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}, timeout=300).stdout
-    assert re.search(r"raised: checkpoint_dir: could not write the checkpoint of epoch 1 to .*Read-only file system"
-                     r".*the previous checkpoint epoch_000000 is untouched", out), out
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(small_tmpfs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    ).stdout
+    assert re.search(
+        r"raised: checkpoint_dir: could not write the checkpoint of epoch 1 to .*Read-only file system"
+        r".*the previous checkpoint epoch_000000 is untouched",
+        out,
+    ), out
     assert out.rstrip().endswith("epochs: [0]")
 
 
 def test_async_save_into_a_path_that_cannot_be_a_folder_fails_at_once(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     ckpt = nnlab.Checkpointer(tmp_path / "file" / "run", async_save=True)
-    with pytest.raises(nnlab.checkpoint.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"):
+    with pytest.raises(
+        nnlab.checkpoint.CheckpointError, match="cannot write checkpoints to .*file/run .*Not a directory"
+    ):
         ckpt.save(_state())
     good = nnlab.Checkpointer(tmp_path / "run", async_save=True)
     good.save(_state())
@@ -276,11 +315,23 @@ def test_keeps_the_last_k_and_the_best(tmp_path):
 
 @pytest.mark.optax_promotion
 def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
-    nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=2), val=VAL,
-              checkpointer=nnlab.Checkpointer(tmp_path))
+    nnlab.fit(
+        MODEL,
+        TRAIN,
+        key=jax.random.key(0),
+        config=CONFIG.replace(epochs=2),
+        val=VAL,
+        checkpointer=nnlab.Checkpointer(tmp_path),
+    )
     with pytest.raises(ValueError, match="checkpointer: .* already holds checkpoints of a run .*epoch_000002.*resume"):
-        nnlab.fit(MODEL, TRAIN, key=jax.random.key(1), config=CONFIG.replace(epochs=2), val=VAL,
-                  checkpointer=nnlab.Checkpointer(tmp_path))
+        nnlab.fit(
+            MODEL,
+            TRAIN,
+            key=jax.random.key(1),
+            config=CONFIG.replace(epochs=2),
+            val=VAL,
+            checkpointer=nnlab.Checkpointer(tmp_path),
+        )
     assert nnlab.Checkpointer(tmp_path).epochs() == [1, 2]
 
 
@@ -288,8 +339,7 @@ def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
 def test_a_folder_loads_the_best_variables_even_when_the_best_epoch_was_not_saved(tmp_path):
     ckpt = nnlab.Checkpointer(tmp_path, every=3)
     result = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG.replace(epochs=7), val=VAL, checkpointer=ckpt)
-    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path),
-                                              nnlab.train.stack([_state()]))
+    loaded = nnlab.checkpoint.read_checkpoint(nnlab.checkpoint.find_checkpoint(tmp_path), nnlab.train.stack([_state()]))
     assert _sha(nnlab.train.member(loaded.best_variables, 0)) == _sha(result.variables)
 
 
@@ -298,8 +348,9 @@ def test_load_model_elsewhere_gives_the_trained_outputs(tmp_path):
     cfg = nnlab.RunConfig(model="mnist-mlp", dataset="blobs", model_kwargs={"width": 8, "depth": 1})
     ckpt = nnlab.Checkpointer(tmp_path, config=cfg.to_dict())
     x = jax.random.uniform(jax.random.key(3), (5, 28, 28, 1))
-    model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp", width=8, depth=1),
-                                     nnlab.data.fit_normalization(np.asarray(x)))
+    model = nnlab.nn.with_normalization(
+        nnlab.get_model("mnist-mlp", width=8, depth=1), nnlab.data.fit_normalization(np.asarray(x))
+    )
     state = init_state(model, make_tx(CONFIG, 10), x[:1], key=jax.random.key(0))
     ckpt.save(state)
     loaded = nnlab.load_model(tmp_path)
@@ -323,8 +374,22 @@ def test_from_plain_inverts_to_plain_for_optimizer_states():
 def test_cli_resume_after_a_lost_tail_and_eval(tmp_path, capsys):
     args = ["train", "xor", "--epochs", "60", "--quiet"]
     run_dir = tmp_path / "ckpt"
-    assert main([*args, "--checkpoint-dir", str(run_dir), "--checkpoint-every", "20", "--keep", "5",
-                 "--json", str(tmp_path / "whole.json")]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--checkpoint-dir",
+                str(run_dir),
+                "--checkpoint-every",
+                "20",
+                "--keep",
+                "5",
+                "--json",
+                str(tmp_path / "whole.json"),
+            ]
+        )
+        == 0
+    )
     ckpt = nnlab.Checkpointer(run_dir)
     assert ckpt.epochs() == [20, 40, 60]
     for e in (40, 60):  # as if killed after epoch 20's checkpoint
@@ -350,8 +415,9 @@ def _tree(folder: Path) -> dict[str, tuple[int, int, str]]:
     out = {}
     for p in sorted(folder.rglob("*")):
         st = p.lstat()
-        out[str(p.relative_to(folder))] = ((st.st_size, st.st_mtime_ns, nnlab.report.file_sha256(p))
-                                           if p.is_file() else (-1, -1, ""))
+        out[str(p.relative_to(folder))] = (
+            (st.st_size, st.st_mtime_ns, nnlab.report.file_sha256(p)) if p.is_file() else (-1, -1, "")
+        )
     return out
 
 
@@ -369,8 +435,24 @@ def test_relative_paths_work_from_any_working_directory(tmp_path, monkeypatch, c
     epoch (Orbax requires absolute paths); `nnlab eval ck` and `nnlab.load_model("runs/mnist")`
     failed the same way."""
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "xor", "--epochs", "30", "--quiet", "--checkpoint-dir", "runs/xor", "--checkpoint-every",
-                 "10", "--json", "out/xor.json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "xor",
+                "--epochs",
+                "30",
+                "--quiet",
+                "--checkpoint-dir",
+                "runs/xor",
+                "--checkpoint-every",
+                "10",
+                "--json",
+                "out/xor.json",
+            ]
+        )
+        == 0
+    )
     results = json.loads(Path("out/xor.json").read_text())
     assert main(["eval", "runs/xor", "--json", "eval.json"]) == 0
     assert json.loads(Path("eval.json").read_text())["params_sha256"] == results["params_sha256"]
@@ -382,8 +464,9 @@ def test_relative_paths_work_from_any_working_directory(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path / "out")
     assert ckpt.latest() == tmp_path / "runs" / "xor" / "epoch_000030"
     xor = nnlab.configs.get_config("xor").train
-    template = nnlab.train.stack([init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)),
-                                            key=jax.random.key(0))])
+    template = nnlab.train.stack(
+        [init_state(nnlab.get_model("xor-mlp"), make_tx(xor, 1), jnp.zeros((1, 2)), key=jax.random.key(0))]
+    )
     assert ckpt.restore(template).epoch == 30
 
 
@@ -407,7 +490,8 @@ def test_a_second_writer_fails_at_once_and_touches_nothing(tmp_path):
     """Finding: two processes writing one folder crashed one and pruned the other's checkpoints.
     A process holds the folder (as `fit` does while it trains); a second writer, in another
     process, fails at once and changes no byte; once the first is gone, writing works."""
-    holder = _python("""
+    holder = _python(
+        """
 import sys, time
 from pathlib import Path
 import jax, jax.numpy as jnp, nnlab
@@ -418,13 +502,23 @@ ckpt = nnlab.Checkpointer(sys.argv[1]).open()
 ckpt.save(state.replace(epoch=state.epoch + 1))
 Path(sys.argv[2]).touch()
 time.sleep(300)
-""", str(tmp_path / "run"), str(tmp_path / "ready"))
+""",
+        str(tmp_path / "run"),
+        str(tmp_path / "ready"),
+    )
     _wait_for(lambda: (tmp_path / "ready").exists(), holder)
     before = _tree(tmp_path)
     busy = "is being written by another process .*holds the lock .*nnlab-lock"
     with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
-        nnlab.fit(MODEL, TRAIN, key=jax.random.key(1), config=CONFIG, val=VAL,
-                  checkpointer=nnlab.Checkpointer(tmp_path / "run"), resume=True)
+        nnlab.fit(
+            MODEL,
+            TRAIN,
+            key=jax.random.key(1),
+            config=CONFIG,
+            val=VAL,
+            checkpointer=nnlab.Checkpointer(tmp_path / "run"),
+            resume=True,
+        )
     with pytest.raises(nnlab.checkpoint.CheckpointError, match=busy):
         nnlab.Checkpointer(tmp_path / "run", keep=1).save(_state().replace(epoch=jnp.int32(5)))
     assert _tree(tmp_path) == before
@@ -452,18 +546,23 @@ def test_manifest_entries_outside_the_checkpoint_are_refused_unread(tmp_path, mo
     hashed = []
     real_sha = nnlab.checkpoint.file_sha256
     monkeypatch.setattr(nnlab.checkpoint, "file_sha256", lambda p: (hashed.append(os.path.realpath(p)), real_sha(p))[1])
-    with pytest.raises(nnlab.checkpoint.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"):
+    with pytest.raises(
+        nnlab.checkpoint.CheckpointError, match="(not a file path inside|leads out of) the checkpoint folder"
+    ):
         nnlab.checkpoint.read_checkpoint(path)
     assert str(outside) not in hashed
 
 
-@pytest.mark.parametrize("manifest, message", [
-    ("{}", r"is damaged \(expected a JSON object with one entry per file, got dict"),
-    ("[]", r"is damaged \(expected a JSON object with one entry per file, got list"),
-    ('{"meta.json": "abc"}', r"is damaged \(entry 'meta.json': expected"),
-    ("DROP_ARRAY", r"does not cover 1 file\(s\) of the checkpoint \(arrays/"),
-    ("DROP_META", r"does not cover 1 file\(s\) of the checkpoint \(meta.json\)"),
-])
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ("{}", r"is damaged \(expected a JSON object with one entry per file, got dict"),
+        ("[]", r"is damaged \(expected a JSON object with one entry per file, got list"),
+        ('{"meta.json": "abc"}', r"is damaged \(entry 'meta.json': expected"),
+        ("DROP_ARRAY", r"does not cover 1 file\(s\) of the checkpoint \(arrays/"),
+        ("DROP_META", r"does not cover 1 file\(s\) of the checkpoint \(meta.json\)"),
+    ],
+)
 def test_a_manifest_that_verifies_nothing_is_refused(tmp_path, manifest, message):
     """Finding: an empty manifest `{}` verified nothing and passed; a manifest that is a JSON
     list crashed with AttributeError. A manifest must cover meta.json and every array file."""
@@ -479,12 +578,18 @@ def test_a_manifest_that_verifies_nothing_is_refused(tmp_path, manifest, message
         nnlab.checkpoint.read_checkpoint(path)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.pop("arrays_sha256"), r"meta.json is damaged \(expected an epoch number and arrays_sha256\)"),
-    (lambda m: m.update(log=[]), r"meta.json is damaged \(log: expected an object\)"),
-    (lambda m: m.update(log={"histories": 3}), r"meta.json is damaged \(log: unexpected values for \['histories'\]\)"),
-    (lambda m: m.update(epoch="7"), r"meta.json is damaged \(expected an epoch number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("arrays_sha256"), r"meta.json is damaged \(expected an epoch number and arrays_sha256\)"),
+        (lambda m: m.update(log=[]), r"meta.json is damaged \(log: expected an object\)"),
+        (
+            lambda m: m.update(log={"histories": 3}),
+            r"meta.json is damaged \(log: unexpected values for \['histories'\]\)",
+        ),
+        (lambda m: m.update(epoch="7"), r"meta.json is damaged \(expected an epoch number"),
+    ],
+)
 def test_a_damaged_meta_file_is_a_checkpoint_error(tmp_path, change, message):
     """Finding: meta.json without `arrays_sha256` crashed with KeyError (a damaged file must give
     CheckpointError, never another exception), even with a manifest rewritten to match."""
@@ -506,10 +611,12 @@ def test_resume_falls_back_to_the_newest_valid_checkpoint_with_a_warning(tmp_pat
     for e in range(6, CONFIG.epochs + 1, 2):
         shutil.rmtree(ckpt.path(e))
     _flip(_largest_array_file(ckpt.path(4)))
-    with pytest.warns(nnlab.checkpoint.CheckpointWarning, match=r"skipping .*epoch_000004, which is damaged .*truncated or "
-                      r"altered.*using the newest valid checkpoint before it"):
-        resumed = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt,
-                            resume=True)
+    with pytest.warns(
+        nnlab.checkpoint.CheckpointWarning,
+        match=r"skipping .*epoch_000004, which is damaged .*truncated or "
+        r"altered.*using the newest valid checkpoint before it",
+    ):
+        resumed = nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, resume=True)
     assert _sha(resumed.variables) == _sha(whole.variables) and resumed.epochs_run == CONFIG.epochs
     assert ckpt.epochs()[-1] == CONFIG.epochs
     nnlab.checkpoint.read_checkpoint(ckpt.path(4))  # rewritten whole by the resumed run
@@ -552,7 +659,9 @@ def test_a_second_signal_during_a_checkpoint_write_lets_the_write_complete(tmp_p
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[first])
     assert stop.value.exit_code == 128 + signal.SIGINT and stop.value.checkpoint == ckpt.path(3)
     assert ckpt.epochs() == [3] and sorted(p.name for p in tmp_path.iterdir()) == [".nnlab-lock", "epoch_000003"]
-    assert nnlab.checkpoint.read_checkpoint(ckpt.path(3)).log["stopped"] is False  # interrupted is not stopped: resume continues
+    assert (
+        nnlab.checkpoint.read_checkpoint(ckpt.path(3)).log["stopped"] is False
+    )  # interrupted is not stopped: resume continues
 
 
 @pytest.mark.optax_promotion
@@ -560,17 +669,21 @@ def test_a_second_signal_mid_epoch_stops_at_once_keeping_the_last_checkpoint(tmp
     """Finding: Ctrl-C printed 70-140 lines of tracebacks (here the API's side: one exception
     that says what was kept)."""
     ckpt = nnlab.Checkpointer(tmp_path, every=2)
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the suite runs in a background job
 
     def twice(epoch, state, record):
         if epoch == 3:
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(nnlab.train.Interrupted, match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
-                       r"the newest checkpoint is .*epoch_000002"):
+    with pytest.raises(
+        nnlab.train.Interrupted,
+        match=r"interrupted by SIGINT during epoch 3 \(that epoch is lost\): "
+        r"the newest checkpoint is .*epoch_000002",
+    ):
         nnlab.fit(MODEL, TRAIN, key=jax.random.key(0), config=CONFIG, val=VAL, checkpointer=ckpt, callbacks=[twice])
     assert ckpt.epochs() == [2]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit restored the handler
+    assert signal.getsignal(signal.SIGINT) is before  # fit restored the handler
 
 
 # Hypothesis: whatever the bytes of manifest.json or meta.json, reading gives a checkpoint or a
@@ -578,10 +691,23 @@ def test_a_second_signal_mid_epoch_stops_at_once_keeping_the_last_checkpoint(tmp
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 _ENTRY = st.fixed_dictionaries({"sha256": st.text(max_size=70) | _JSON, "bytes": st.integers() | _JSON})
-_NAMES = st.sampled_from(["meta.json", "arrays/_METADATA", "../x", "/etc/hostname", "", ".", "a\x00b", "arrays",
-                          "arrays/../meta.json", "x" * 300]) | st.text(max_size=30)
+_NAMES = st.sampled_from(
+    [
+        "meta.json",
+        "arrays/_METADATA",
+        "../x",
+        "/etc/hostname",
+        "",
+        ".",
+        "a\x00b",
+        "arrays",
+        "arrays/../meta.json",
+        "x" * 300,
+    ]
+) | st.text(max_size=30)
 
 
 @pytest.fixture(scope="module")
@@ -599,22 +725,26 @@ def _reads_or_refuses(path: Path) -> None:
 def _manifest_bytes(real: dict):
     """Raw bytes, any JSON, and the real manifest with entries dropped, renamed or replaced."""
     edited = st.lists(st.tuples(_NAMES, _ENTRY | _JSON), max_size=3).map(
-        lambda extra: {**{k: v for i, (k, v) in enumerate(real.items()) if i % 3}, **dict(extra)})
+        lambda extra: {**{k: v for i, (k, v) in enumerate(real.items()) if i % 3}, **dict(extra)}
+    )
     return st.binary(max_size=200) | _JSON.map(json.dumps).map(str.encode) | edited.map(json.dumps).map(str.encode)
 
 
 def _meta_bytes(real: dict):
     """Raw bytes, any JSON, and the real meta data with fields replaced by any JSON value."""
     edited = st.dictionaries(st.sampled_from([*real, "log", "epoch"]), _JSON, max_size=3).map(lambda d: {**real, **d})
-    log = st.dictionaries(st.sampled_from(["history", "best", "best_epoch", "since_best", "stopped"]), _JSON,
-                          max_size=3).map(lambda d: {**real, "log": {**real["log"], **d}})
-    return st.binary(max_size=200) | _JSON.map(json.dumps).map(str.encode) | (edited | log).map(json.dumps).map(
-        str.encode)
+    log = st.dictionaries(
+        st.sampled_from(["history", "best", "best_epoch", "since_best", "stopped"]), _JSON, max_size=3
+    ).map(lambda d: {**real, "log": {**real["log"], **d}})
+    return (
+        st.binary(max_size=200) | _JSON.map(json.dumps).map(str.encode) | (edited | log).map(json.dumps).map(str.encode)
+    )
 
 
 @pytest.mark.parametrize("name", ["manifest.json", "meta.json"])
-def test_any_bytes_in_manifest_or_meta_give_a_checkpoint_or_a_checkpoint_error(saved_checkpoint, tmp_path_factory,
-                                                                                name):
+def test_any_bytes_in_manifest_or_meta_give_a_checkpoint_or_a_checkpoint_error(
+    saved_checkpoint, tmp_path_factory, name
+):
     """Finding: a manifest that is a JSON list, or meta.json without `arrays_sha256`, crashed with
     AttributeError / KeyError. For meta.json the manifest is rewritten to match, so that the
     bytes reach the parser behind the hashes."""
@@ -639,12 +769,16 @@ def test_any_bytes_in_manifest_or_meta_give_a_checkpoint_or_a_checkpoint_error(s
 def test_a_seed_study_killed_after_its_second_checkpoint_resumes_bitwise(tmp_path):
     """3 members in one program, each with its own early stopping: killed with SIGKILL once two
     checkpoints exist, resumed, it ends bitwise as the uninterrupted study."""
-    proc = _python(SETUP + """
+    proc = _python(
+        SETUP
+        + """
 import sys, time
 from nnlab.checkpoint import Checkpointer
 nnlab.fit_many(model, train, keys=[0, 1, 2], config=config.replace(patience=3), val=val,
                checkpointer=Checkpointer(sys.argv[1], every=2), callbacks=[lambda *a: time.sleep(0.2)])
-""", str(tmp_path))
+""",
+        str(tmp_path),
+    )
     ckpt = nnlab.Checkpointer(tmp_path, every=2)
     _wait_for(lambda: len(ckpt.epochs()) >= 2, proc)
     _sigkill(proc)
@@ -652,7 +786,9 @@ nnlab.fit_many(model, train, keys=[0, 1, 2], config=config.replace(patience=3), 
     config = CONFIG.replace(patience=3)
     resumed = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL, checkpointer=ckpt, resume=True)
     whole = nnlab.fit_many(MODEL, TRAIN, keys=[0, 1, 2], config=config, val=VAL)
-    assert _sha(resumed.variables) == _sha(whole.variables) and _sha(resumed.state.variables) == _sha(whole.state.variables)
+    assert _sha(resumed.variables) == _sha(whole.variables) and _sha(resumed.state.variables) == _sha(
+        whole.state.variables
+    )
     assert (resumed.best_epochs, resumed.epochs_run) == (whole.best_epochs, whole.epochs_run)
     drop = lambda hs: [[{k: v for k, v in r.items() if k != "seconds"} for r in h] for h in hs]  # noqa: E731
     assert drop(resumed.histories) == drop(whole.histories)

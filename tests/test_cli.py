@@ -13,11 +13,23 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab.report import write_json
 from nnlab.cli import main
+from nnlab.report import write_json
 
-REQUIRED = ["test_error", "test_errors", "n_test", "params", "epochs_run", "train_seconds", "device",
-            "jax_version", "seed", "params_sha256", "epoch_seconds", "history"]
+REQUIRED = [
+    "test_error",
+    "test_errors",
+    "n_test",
+    "params",
+    "epochs_run",
+    "train_seconds",
+    "device",
+    "jax_version",
+    "seed",
+    "params_sha256",
+    "epoch_seconds",
+    "history",
+]
 
 
 def test_train_xor_writes_json(tmp_path, capsys):
@@ -53,8 +65,10 @@ def test_bad_flag_value_is_a_clear_error(capsys):
 
 
 def test_python_dash_m_and_import_leave_jax_config_alone():
-    code = ("import jax; before = dict(jax.config.values); import nnlab; "
-            "after = dict(jax.config.values); assert before == after, [k for k in before if before[k] != after[k]]")
+    code = (
+        "import jax; before = dict(jax.config.values); import nnlab; "
+        "after = dict(jax.config.values); assert before == after, [k for k in before if before[k] != after[k]]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run([sys.executable, "-m", "nnlab", "train", "--help"], capture_output=True, text=True, check=True)
     assert "--train-subset" in out.stdout
@@ -74,8 +88,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _nnlab(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -83,8 +103,18 @@ def test_a_signal_ends_training_cleanly_with_a_final_checkpoint_and_one_line(tmp
     """Finding: Ctrl-C printed 70-140 lines of tracebacks and left `.tmp-*` folders; SIGTERM
     exited with no word. Now: the epoch ends, a final checkpoint is written, one line says what
     was saved and how to resume, the exit code is 130 / 143, and nothing temporary is left."""
-    proc = _nnlab("train", "xor", "--epochs", "1000000", "--quiet", "--checkpoint-dir", "ck",
-                  "--checkpoint-every", "1000", cwd=tmp_path)
+    proc = _nnlab(
+        "train",
+        "xor",
+        "--epochs",
+        "1000000",
+        "--quiet",
+        "--checkpoint-dir",
+        "ck",
+        "--checkpoint-every",
+        "1000",
+        cwd=tmp_path,
+    )
     ckpt = nnlab.Checkpointer(tmp_path / "ck")
     deadline = time.monotonic() + 300
     while not ckpt.epochs():
@@ -96,35 +126,61 @@ def test_a_signal_ends_training_cleanly_with_a_final_checkpoint_and_one_line(tmp
     name = signal.Signals(signum).name
     notice, final = err.splitlines()  # the notice when the signal came, then the outcome
     assert "Traceback" not in err and notice.startswith(f"nnlab: {name} received: stopping at the end of this epoch")
-    match = re.fullmatch(rf"nnlab: interrupted by {name} after epoch (\d+): the newest checkpoint is "
-                         rf"(\S+); resume with: nnlab train xor --epochs 1000000 --quiet --checkpoint-dir ck "
-                         rf"--checkpoint-every 1000 --resume", final)
+    match = re.fullmatch(
+        rf"nnlab: interrupted by {name} after epoch (\d+): the newest checkpoint is "
+        rf"(\S+); resume with: nnlab train xor --epochs 1000000 --quiet --checkpoint-dir ck "
+        rf"--checkpoint-every 1000 --resume",
+        final,
+    )
     assert match, final
     epoch = int(match.group(1))
     assert ckpt.epochs()[-1] == epoch and match.group(2) == str(ckpt.path(epoch))
     assert all(p.name == ".nnlab-lock" or re.fullmatch(r"epoch_\d{6}", p.name) for p in ckpt.directory.iterdir())
     # the printed command resumes (here told to stop 5 epochs later)
-    assert main(["train", "xor", "--epochs", str(epoch + 5), "--quiet", "--checkpoint-dir",
-                 str(tmp_path / "ck"), "--checkpoint-every", "1000", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "xor",
+                "--epochs",
+                str(epoch + 5),
+                "--quiet",
+                "--checkpoint-dir",
+                str(tmp_path / "ck"),
+                "--checkpoint-every",
+                "1000",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert ckpt.epochs()[-1] == epoch + 5
 
 
 def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, capsys):
     """Finding: Ctrl-C printed 70-140 lines of tracebacks (here: while data loads or the test
     set is evaluated, outside the training loop)."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(nnlab.cli, "run", interrupted)
     assert main(["train", "xor", "--quiet"]) == 130
     assert capsys.readouterr().err == "nnlab: interrupted by SIGINT: no checkpoint was saved\n"
-    nnlab.Checkpointer(tmp_path / "ck").save(nnlab.train.init_state(
-        nnlab.get_model("xor-mlp"), nnlab.train.make_tx(nnlab.TrainConfig(), 1), np.zeros((1, 2), np.float32),
-        key=jax.random.key(0)))
+    nnlab.Checkpointer(tmp_path / "ck").save(
+        nnlab.train.init_state(
+            nnlab.get_model("xor-mlp"),
+            nnlab.train.make_tx(nnlab.TrainConfig(), 1),
+            np.zeros((1, 2), np.float32),
+            key=jax.random.key(0),
+        )
+    )
     assert main(["train", "xor", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]) == 130
-    assert capsys.readouterr().err == (f"nnlab: interrupted by SIGINT: the newest checkpoint is {tmp_path}/ck/"
-                                       f"epoch_000000; resume with: nnlab train xor --quiet --checkpoint-dir "
-                                       f"{tmp_path}/ck --resume\n")
+    assert capsys.readouterr().err == (
+        f"nnlab: interrupted by SIGINT: the newest checkpoint is {tmp_path}/ck/"
+        f"epoch_000000; resume with: nnlab train xor --quiet --checkpoint-dir "
+        f"{tmp_path}/ck --resume\n"
+    )
 
 
 def test_output_paths_are_checked_before_training(tmp_path, capsys):
@@ -134,8 +190,10 @@ def test_output_paths_are_checked_before_training(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     cases = [
         (["--json", str(tmp_path / "folder")], "--json: expected a file path, got .*folder' \\(a folder\\)"),
-        (["--json", str(tmp_path / "file" / "r.json")],
-         "--json: expected a file path, got .* is a file, not a folder\\)"),
+        (
+            ["--json", str(tmp_path / "file" / "r.json")],
+            "--json: expected a file path, got .* is a file, not a folder\\)",
+        ),
         (["--checkpoint-dir", str(tmp_path / "file")], "--checkpoint-dir: expected a folder, got .*file' \\(a file\\)"),
     ]
     for flags, message in cases:
@@ -149,8 +207,9 @@ def test_output_paths_are_checked_before_training(tmp_path, capsys):
 def test_a_huge_seed_is_a_one_line_error(capsys):
     """Finding: `--seed 99999999999999999999` crashed with OverflowError."""
     assert main(["train", "xor", "--seed", "99999999999999999999", "--quiet"]) == 2
-    assert capsys.readouterr().err == ("nnlab: error: seed: expected an integer seed in [0, 4294967295], "
-                                       "got 99999999999999999999\n")
+    assert capsys.readouterr().err == (
+        "nnlab: error: seed: expected an integer seed in [0, 4294967295], got 99999999999999999999\n"
+    )
 
 
 def test_programming_errors_are_not_disguised_as_user_errors(monkeypatch):
@@ -167,8 +226,9 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "xor", "--epochs", "many"])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == ("nnlab: error: argument --epochs: invalid int value: 'many' "
-                                       "(see `nnlab train --help`)\n")
+    assert capsys.readouterr().err == (
+        "nnlab: error: argument --epochs: invalid int value: 'many' (see `nnlab train --help`)\n"
+    )
     with pytest.raises(ValueError, match="learning_rate: expected a positive number, got -1.0"):
         main(["train", "xor", "--lr", "-1", "--quiet", "--debug"])
     with pytest.raises(ValueError, match="learning_rate"):
@@ -179,12 +239,28 @@ def test_user_errors_are_one_line_and_debug_shows_the_traceback(capsys):
 def test_divergence_exits_non_zero_and_eval_serves_the_last_finite_epoch(tmp_path, capsys):
     """Finding: with a huge learning rate the loss turned NaN, the run exited 0, the NaN epoch was
     kept as "best", checkpointed and served by `nnlab eval`."""
-    args = ["train", "xor", "--optimizer", "adam", "--lr", "3e38", "--epochs", "6", "--quiet",
-            "--checkpoint-dir", str(tmp_path / "ck"), "--json", str(tmp_path / "r.json")]
+    args = [
+        "train",
+        "xor",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e38",
+        "--epochs",
+        "6",
+        "--quiet",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"nnlab: error: epoch (\d+): training diverged \(.*\); likely cause: the learning rate 3e\+38 "
-                        r"is too large .*Epoch \1 was not kept\n", err), err
+    assert re.fullmatch(
+        r"nnlab: error: epoch (\d+): training diverged \(.*\); likely cause: the learning rate 3e\+38 "
+        r"is too large .*Epoch \1 was not kept\n",
+        err,
+    ), err
     diverged = int(err.split()[3].rstrip(":"))
     assert nnlab.Checkpointer(tmp_path / "ck").epochs()[-1] == diverged - 1 and not (tmp_path / "r.json").exists()
     assert main(["eval", str(tmp_path / "ck"), "--json", str(tmp_path / "eval.json")]) == 0
@@ -193,14 +269,27 @@ def test_divergence_exits_non_zero_and_eval_serves_the_last_finite_epoch(tmp_pat
 
 def test_results_files_are_strict_json(tmp_path):
     """Finding: `--json` held bare `NaN`, which is not JSON: non-finite numbers are written as null."""
-    write_json(tmp_path / "r.json", {"loss": float("nan"), "history": [{"val_loss": float("inf")}],
-                                     "array": np.array([1.0, -np.inf]), "scalar": np.float32("nan"), "ok": 0.5})
+    write_json(
+        tmp_path / "r.json",
+        {
+            "loss": float("nan"),
+            "history": [{"val_loss": float("inf")}],
+            "array": np.array([1.0, -np.inf]),
+            "scalar": np.float32("nan"),
+            "ok": 0.5,
+        },
+    )
 
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
 
     assert json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse) == {
-        "loss": None, "history": [{"val_loss": None}], "array": [1.0, None], "scalar": None, "ok": 0.5}
+        "loss": None,
+        "history": [{"val_loss": None}],
+        "array": [1.0, None],
+        "scalar": None,
+        "ok": 0.5,
+    }
 
 
 @pytest.mark.optax_promotion
@@ -214,13 +303,32 @@ def test_train_subset_counts_training_samples_after_the_validation_split(mnist_d
         assert (splits.train.n, splits.val.n) == (n, 10_000)
         np.testing.assert_array_equal(splits.val.y, full.val.y)  # the same validation split as a full run
         np.testing.assert_array_equal(splits.train.x, full.train.x[:n])
-    with pytest.raises(ValueError, match="train_subset: expected at most the 50000 training samples left after "
-                                         "holding out 10000 for validation, got 50001"):
+    with pytest.raises(
+        ValueError,
+        match="train_subset: expected at most the 50000 training samples left after "
+        "holding out 10000 for validation, got 50001",
+    ):
         nnlab.load_splits(nnlab.configs.get_config("mnist-mlp").replace(train_subset=50_001))
 
     # a quick run from a few hundred samples (`--n-val` sets the validation split's size)
-    assert main(["train", "mnist-mlp", "--train-subset", "300", "--n-val", "500", "--epochs", "2", "--quiet",
-                 "--json", str(tmp_path / "quick.json")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "mnist-mlp",
+                "--train-subset",
+                "300",
+                "--n-val",
+                "500",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--json",
+                str(tmp_path / "quick.json"),
+            ]
+        )
+        == 0
+    )
     quick = json.loads((tmp_path / "quick.json").read_text())
     assert quick["config"]["train_subset"] == 300 and quick["config"]["n_val"] == 500
     assert quick["epochs_run"] == 2 and quick["n_test"] == 10_000

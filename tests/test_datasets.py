@@ -105,14 +105,17 @@ def test_manifest_dot_slash_names_are_checked(tmp_path):
     assert nnlab.data.load_idx_folder(folder)[1].n == 4
 
 
-@pytest.mark.parametrize("text, message", [
-    (b"not a checksum line\n", r"line 1: expected '<64 hex digits>  <file name>', got 'not a checksum line'"),
-    (f"{'0' * 63}  {NAMES[3]}\n".encode(), "line 1: expected '<64 hex digits>"),
-    (f"{'a' * 64}  ../{NAMES[3]}\n".encode(), r"line 1: expected a file name in the manifest's folder, got '../"),
-    (f"{'a' * 64}  {NAMES[3]}\n{'b' * 64}  {NAMES[3]}\n".encode(), "line 2: .* is listed twice"),
-    (b"\xff\xfe\x00garbage", "expected a UTF-8 text manifest"),
-    (f"{'a' * 64}  missing-file.gz\n".encode(), r"lists missing-file.gz, which is not in"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"not a checksum line\n", r"line 1: expected '<64 hex digits>  <file name>', got 'not a checksum line'"),
+        (f"{'0' * 63}  {NAMES[3]}\n".encode(), "line 1: expected '<64 hex digits>"),
+        (f"{'a' * 64}  ../{NAMES[3]}\n".encode(), r"line 1: expected a file name in the manifest's folder, got '../"),
+        (f"{'a' * 64}  {NAMES[3]}\n{'b' * 64}  {NAMES[3]}\n".encode(), "line 2: .* is listed twice"),
+        (b"\xff\xfe\x00garbage", "expected a UTF-8 text manifest"),
+        (f"{'a' * 64}  missing-file.gz\n".encode(), r"lists missing-file.gz, which is not in"),
+    ],
+)
 def test_unreadable_manifests_are_errors_naming_the_manifest(tmp_path, text, message):
     """Issue 10: garbage lines and listed-but-absent files were skipped, a non-UTF-8 manifest crashed."""
     msg = _manifest_case(make_folder(tmp_path), text)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from nnlab.detect import (
-    coco_evaluate, coco_ground_truth, coco_results, coco_scores, draw_detections, paste_masks, propose_regions, selective_search,
+    coco_evaluate,
+    coco_ground_truth,
+    coco_results,
+    coco_scores,
+    draw_detections,
+    paste_masks,
+    propose_regions,
+    selective_search,
 )
 
 
@@ -21,8 +28,9 @@ def test_scenes(mnist_data):
 
 
 def _gt(s, masks=True):
-    return coco_ground_truth(s.boxes, s.labels, s.valid, height=128, width=128, masks=s.masks() if masks else None,
-                             class_names=s.class_names)
+    return coco_ground_truth(
+        s.boxes, s.labels, s.valid, height=128, width=128, masks=s.masks() if masks else None, class_names=s.class_names
+    )
 
 
 def test_perfect_predictions_score_one_and_shifted_boxes_lower(test_scenes):
@@ -51,15 +59,17 @@ def test_coco_scores_of_perfect_detections_with_masks(test_scenes):
     s = test_scenes
     masks = s.masks()
     grid = np.zeros((*s.valid.shape, 8, 8), np.float32)  # each mask sampled on its box's 8 x 8 grid
-    for i, k in zip(*np.nonzero(s.valid)):
+    for i, k in zip(*np.nonzero(s.valid), strict=True):
         x1, y1, x2, y2 = s.boxes[i, k]
         rows = (y1 + (np.arange(8) + 0.5) * (y2 - y1) / 8).astype(int)
         cols = (x1 + (np.arange(8) + 0.5) * (x2 - x1) / 8).astype(int)
         grid[i, k] = masks[i, k][np.ix_(rows, cols)]
-    detections = Detections(jnp.asarray(s.boxes), jnp.ones(s.valid.shape), jnp.asarray(s.labels),
-                            jnp.asarray(s.valid), jnp.asarray(grid))
-    scores = coco_scores(s.boxes, s.labels, s.valid, detections, height=128, width=128, gt_masks=masks,
-                         class_names=s.class_names)
+    detections = Detections(
+        jnp.asarray(s.boxes), jnp.ones(s.valid.shape), jnp.asarray(s.labels), jnp.asarray(s.valid), jnp.asarray(grid)
+    )
+    scores = coco_scores(
+        s.boxes, s.labels, s.valid, detections, height=128, width=128, gt_masks=masks, class_names=s.class_names
+    )
     assert scores["bbox"]["map"] == pytest.approx(1.0)
     # an 8 x 8 grid pasted back is close to the strokes (IoU > 0.5), not exact (IoU < 0.95)
     assert scores["segm"]["map50"] > 0.5 and scores["segm"]["map"] < 1.0
@@ -94,8 +104,9 @@ def test_ground_truth_dict_and_rle_round_trip(test_scenes):
     first = gt["annotations"][0]
     x1, y1, x2, y2 = s.boxes[0, 0]
     assert first["bbox"] == [x1, y1, x2 - x1, y2 - y1] and first["category_id"] == s.labels[0, 0] + 1
-    decoded = mask_utils.decode({"size": first["segmentation"]["size"],
-                                 "counts": first["segmentation"]["counts"].encode("ascii")})
+    decoded = mask_utils.decode(
+        {"size": first["segmentation"]["size"], "counts": first["segmentation"]["counts"].encode("ascii")}
+    )
     np.testing.assert_array_equal(decoded.astype(bool), s.masks()[0, 0])
     assert first["area"] == s.masks()[0, 0].sum()
 
@@ -103,8 +114,10 @@ def test_ground_truth_dict_and_rle_round_trip(test_scenes):
 def test_paste_masks_against_numpy():
     rng = np.random.default_rng(0)
     masks = rng.uniform(size=(2, 3, 4, 4)).astype(np.float32)
-    boxes = np.array([[[2, 3, 10, 9], [0, 0, 16, 16], [5.5, 1.2, 13.7, 14.1]],
-                      [[-4, -4, 6, 6], [8, 8, 8, 12], [1, 1, 3, 3]]], np.float32)
+    boxes = np.array(
+        [[[2, 3, 10, 9], [0, 0, 16, 16], [5.5, 1.2, 13.7, 14.1]], [[-4, -4, 6, 6], [8, 8, 8, 12], [1, 1, 3, 3]]],
+        np.float32,
+    )
     got = np.asarray(paste_masks(jnp.asarray(masks), jnp.asarray(boxes), 16, 16))
     assert got.shape == (2, 3, 16, 16)
     for i in range(2):
@@ -122,8 +135,9 @@ def test_paste_masks_against_numpy():
                     u1, v1 = min(u0 + 1, 3), min(v0 + 1, 3)
                     fu, fv = u - u0, v - v0
                     m = masks[i, d]
-                    value = ((1 - fv) * ((1 - fu) * m[v0, u0] + fu * m[v0, u1])
-                             + fv * ((1 - fu) * m[v1, u0] + fu * m[v1, u1]))
+                    value = (1 - fv) * ((1 - fu) * m[v0, u0] + fu * m[v0, u1]) + fv * (
+                        (1 - fu) * m[v1, u0] + fu * m[v1, u1]
+                    )
                     expected[r, c] = value >= 0.5
             np.testing.assert_array_equal(got[i, d], expected)
     ones = paste_masks(jnp.ones((1, 4, 4)), jnp.array([[2, 4, 6, 12]], jnp.float32), 16, 16)
@@ -162,8 +176,9 @@ def test_missing_extras_name_the_install_command(monkeypatch, test_scenes):
     for module in [m for m in sys.modules if m.startswith(("pycocotools", "skimage"))]:
         monkeypatch.delitem(sys.modules, module)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[detect\]"'):
-        coco_evaluate(_gt(test_scenes, masks=False), [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1],
-                                                       "score": 1.0}])
+        coco_evaluate(
+            _gt(test_scenes, masks=False), [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]
+        )
     with pytest.raises(ImportError, match=r'pip install -e "\.\[detect\]"'):
         selective_search(np.zeros((8, 8)))
 
@@ -173,8 +188,20 @@ def test_draw_detections_writes_a_png(tmp_path, test_scenes):
 
     s = test_scenes.take(4)
     path = tmp_path / "scenes.png"
-    draw_detections(path, s.images, s.boxes, s.labels, s.valid, scores=np.full(s.valid.shape, 0.9), masks=s.masks(),
-                    class_names=s.class_names, gt_boxes=s.boxes, gt_valid=s.valid, columns=2, title="four scenes")
+    draw_detections(
+        path,
+        s.images,
+        s.boxes,
+        s.labels,
+        s.valid,
+        scores=np.full(s.valid.shape, 0.9),
+        masks=s.masks(),
+        class_names=s.class_names,
+        gt_boxes=s.boxes,
+        gt_valid=s.valid,
+        columns=2,
+        title="four scenes",
+    )
     image = imread(path)
     assert image.shape[0] > 200 and image.shape[1] > 200
     colours = image[..., :3].reshape(-1, 3)

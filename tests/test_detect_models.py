@@ -14,11 +14,19 @@ import optax
 import pytest
 
 import nnlab
-
 from nnlab.data import Dataset, make_scenes
 from nnlab.detect import (
-    FasterRCNNConfig, RCNNConfig, faster_rcnn, label_anchors, mask_rcnn, propose_regions, rcnn, sample_balanced,
-    sample_rois, svm_targets, warp_crops,
+    FasterRCNNConfig,
+    RCNNConfig,
+    faster_rcnn,
+    label_anchors,
+    mask_rcnn,
+    propose_regions,
+    rcnn,
+    sample_balanced,
+    sample_rois,
+    svm_targets,
+    warp_crops,
 )
 
 # The detectors' programs are large and the tests run them only a few times: XLA's backend
@@ -26,9 +34,21 @@ from nnlab.detect import (
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 TINY = FasterRCNNConfig(
-    num_classes=3, backbone=(4, 8, 8, 16), anchor_scales=(12.0, 24.0), anchor_ratios=(1.0, 2.0), rpn_width=16,
-    rpn_samples=32, pre_nms=32, proposals_train=16, proposals_test=8, head_widths=(32,), roi_samples=8,
-    mask_width=8, mask_convs=1, mask_roi_size=4, max_detections=6,
+    num_classes=3,
+    backbone=(4, 8, 8, 16),
+    anchor_scales=(12.0, 24.0),
+    anchor_ratios=(1.0, 2.0),
+    rpn_width=16,
+    rpn_samples=32,
+    pre_nms=32,
+    proposals_train=16,
+    proposals_test=8,
+    head_widths=(32,),
+    roi_samples=8,
+    mask_width=8,
+    mask_convs=1,
+    mask_roi_size=4,
+    max_detections=6,
 )
 
 
@@ -37,18 +57,21 @@ def scenes():
     """Two 64 x 64 scenes of rectangles of three classes (gray values 0.4, 0.7, 1.0)."""
     x = np.zeros((3, 28, 28, 1), np.float32)
     for k, (v, h, w) in enumerate([(0.4, 20, 8), (0.7, 12, 20), (1.0, 16, 16)]):
-        x[k, 14 - h // 2:14 + (h + 1) // 2, 14 - w // 2:14 + (w + 1) // 2] = v
+        x[k, 14 - h // 2 : 14 + (h + 1) // 2, 14 - w // 2 : 14 + (w + 1) // 2] = v
     source = Dataset(x, np.arange(3, dtype=np.int32), 3, "rectangles")
-    return make_scenes(source, 2, key=jax.random.key(0), canvas=64, min_objects=2, max_objects=3, min_size=12,
-                       max_size=28)
+    return make_scenes(
+        source, 2, key=jax.random.key(0), canvas=64, min_objects=2, max_objects=3, min_size=12, max_size=28
+    )
 
 
 def test_label_anchors_hand_computed():
-    anchors = jnp.array([[0, 0, 10, 10], [0, 0, 9, 10], [20, 20, 30, 30], [0, 0, 20, 20], [50, 50, 60, 60]],
-                        jnp.float32)
+    anchors = jnp.array(
+        [[0, 0, 10, 10], [0, 0, 9, 10], [20, 20, 30, 30], [0, 0, 20, 20], [50, 50, 60, 60]], jnp.float32
+    )
     gt = jnp.array([[0, 0, 10, 10], [22, 20, 32, 30], [0, 0, 1, 1]], jnp.float32)
-    positive, negative, index = label_anchors(anchors, gt, jnp.array([True, True, False]), positive_iou=0.7,
-                                              negative_iou=0.3)
+    positive, negative, index = label_anchors(
+        anchors, gt, jnp.array([True, True, False]), positive_iou=0.7, negative_iou=0.3
+    )
     # anchor 0 = gt 0 (IoU 1), anchor 1 IoU 0.9, anchor 2 IoU 80 / 120 = 0.67 < 0.7 but gt 1's best,
     # anchor 3 IoU 0.25 with gt 0, anchor 4 nothing; the padded gt box never counts
     np.testing.assert_array_equal(positive, [True, True, True, False, False])
@@ -62,14 +85,16 @@ def test_sample_balanced_caps_positives_and_fills_with_negatives():
     positive = jnp.arange(20) < 6
     negative = (jnp.arange(20) >= 6) & (jnp.arange(20) < 16)
     for seed in range(3):
-        idx, is_pos, valid = sample_balanced(jax.random.key(seed), positive, negative, num_samples=8,
-                                             positive_fraction=0.25)
+        idx, is_pos, valid = sample_balanced(
+            jax.random.key(seed), positive, negative, num_samples=8, positive_fraction=0.25
+        )
         idx, is_pos, valid = map(np.asarray, (idx, is_pos, valid))
         np.testing.assert_array_equal(is_pos, [True, True, False, False, False, False, False, False])
         assert valid.all() and len(set(idx.tolist())) == 8
         assert np.all(idx[:2] < 6) and np.all((idx[2:] >= 6) & (idx[2:] < 16))
-    idx, is_pos, valid = sample_balanced(jax.random.key(0), positive, jnp.arange(20) == 7, num_samples=8,
-                                         positive_fraction=0.5)
+    idx, is_pos, valid = sample_balanced(
+        jax.random.key(0), positive, jnp.arange(20) == 7, num_samples=8, positive_fraction=0.5
+    )
     np.testing.assert_array_equal(valid, [True] * 5 + [False] * 3)  # 4 positives + the one negative
     np.testing.assert_array_equal(np.asarray(idx)[4], 7)
 
@@ -77,8 +102,16 @@ def test_sample_balanced_caps_positives_and_fills_with_negatives():
 def test_sample_rois_labels_regions_by_their_best_gt_box():
     rois = jnp.array([[0, 0, 10, 10], [30, 30, 40, 40], [1, 0, 11, 10], [60, 60, 70, 70], [0, 0, 0, 0]], jnp.float32)
     gt = jnp.array([[0, 0, 10, 10], [30, 31, 40, 41]], jnp.float32)
-    s = sample_rois(jax.random.key(0), rois, jnp.array([True, True, True, True, False]), gt, jnp.array([2, 0]),
-                    jnp.array([True, True]), num_samples=4, positive_fraction=1.0)
+    s = sample_rois(
+        jax.random.key(0),
+        rois,
+        jnp.array([True, True, True, True, False]),
+        gt,
+        jnp.array([2, 0]),
+        jnp.array([True, True]),
+        num_samples=4,
+        positive_fraction=1.0,
+    )
     order = np.argsort(np.asarray(s["boxes"])[:, 0] + 100 * np.asarray(s["boxes"])[:, 1])
     np.testing.assert_array_equal(np.asarray(s["classes"])[order], [3, 3, 1, 0])  # class label + 1, 0 background
     np.testing.assert_array_equal(np.asarray(s["gt_index"])[order][:3], [0, 0, 1])
@@ -107,8 +140,9 @@ def test_mask_rcnn_trained_by_fit_equals_an_optax_loop_and_lowers_its_loss(scene
 
     images, targets = jnp.asarray(scenes.images), {k: jnp.asarray(v) for k, v in scenes.targets().items()}
     init = nnlab.train.init_state(model, tx, images[:1], key=root)
-    before, after, losses, trained = _optax_loop(det.objective, init.variables, images, targets, tx, root, steps=4,
-                                                 keep_at=2)
+    before, after, losses, trained = _optax_loop(
+        det.objective, init.variables, images, targets, tx, root, steps=4, keep_at=2
+    )
     # the step losses agree closely (another data order or sampling key changes them by far more);
     # Adam's g / sqrt(v) turns float-level differences of near-zero gradients between the two
     # compiled programs into up to one step (lr = 1e-2) on a few parameters, hence atol 1e-2
@@ -184,8 +218,9 @@ def test_per_image_losses_do_not_depend_on_the_batch(scenes):
     variables = det.init(jax.random.key(1), images)
     loss = jax.jit(lambda v, x, t, k: det.objective(v, x, t, train=True, key=k)[0], compiler_options=FAST_COMPILE)
     both = loss(variables, images, targets, jax.random.key(5))
-    twice = loss(variables, images[jnp.array([0, 0])], {k: v[jnp.array([0, 0])] for k, v in targets.items()},
-                 jax.random.key(5))
+    twice = loss(
+        variables, images[jnp.array([0, 0])], {k: v[jnp.array([0, 0])] for k, v in targets.items()}, jax.random.key(5)
+    )
     np.testing.assert_allclose(twice[0], both[0], rtol=1e-5, atol=1e-6)
     assert abs(float(twice[1]) - float(both[1])) > 1e-3
 
@@ -193,15 +228,19 @@ def test_per_image_losses_do_not_depend_on_the_batch(scenes):
 def test_svm_targets_follow_rcnn():
     gt = jnp.array([[0, 0, 10, 10], [20, 20, 30, 30]], jnp.float32)
     boxes = jnp.concatenate([gt, jnp.array([[0, 0, 10, 12], [0, 0, 20, 20], [40, 40, 50, 50]], jnp.float32)])
-    t = svm_targets(boxes, gt, jnp.array([1, 2]), jnp.array([True, True]), num_classes=3, negative_iou=0.3,
-                    is_gt=jnp.arange(5) < 2)
-    np.testing.assert_array_equal(t, [
-        [-1, 1, -1],  # the gt box of class 1 is its positive, a negative for the others
-        [-1, -1, 1],  # the gt box of class 2
-        [-1, 0, -1],  # IoU 100 / 120 with the class-1 box: ignored for class 1
-        [-1, -1, -1],  # IoU 100 / 400 = 0.25 < 0.3 with the class-1 box: a negative
-        [-1, -1, -1],  # overlaps nothing
-    ])
+    t = svm_targets(
+        boxes, gt, jnp.array([1, 2]), jnp.array([True, True]), num_classes=3, negative_iou=0.3, is_gt=jnp.arange(5) < 2
+    )
+    np.testing.assert_array_equal(
+        t,
+        [
+            [-1, 1, -1],  # the gt box of class 1 is its positive, a negative for the others
+            [-1, -1, 1],  # the gt box of class 2
+            [-1, 0, -1],  # IoU 100 / 120 with the class-1 box: ignored for class 1
+            [-1, -1, -1],  # IoU 100 / 400 = 0.25 < 0.3 with the class-1 box: a negative
+            [-1, -1, -1],  # overlaps nothing
+        ],
+    )
 
 
 def test_warp_crops_scales_a_box_to_the_crop():
@@ -220,8 +259,11 @@ def test_rcnn_cnn_and_svm_objectives_learn(scenes):
     r = rcnn(RCNNConfig(num_classes=3, crop_size=16, backbone=(4, 8), feature_width=16, roi_samples=8))
     images = jnp.asarray(scenes.images)
     proposals, valid = propose_regions(scenes.images, scales=(50.0,))
-    targets = {**{k: jnp.asarray(v) for k, v in scenes.targets().items()}, "proposals": jnp.asarray(proposals),
-               "proposals_valid": jnp.asarray(valid)}
+    targets = {
+        **{k: jnp.asarray(v) for k, v in scenes.targets().items()},
+        "proposals": jnp.asarray(proposals),
+        "proposals_valid": jnp.asarray(valid),
+    }
     variables = r.init(jax.random.key(1), images)
     before, after, per_image, trained = _adam_lowers(r.objective, variables, images, targets)
     assert np.all(np.isfinite(per_image)) and after < 0.9 * before, (before, after)
@@ -231,10 +273,12 @@ def test_rcnn_cnn_and_svm_objectives_learn(scenes):
     present = np.unique(scenes.labels[scenes.valid])
     assert np.all((np.asarray(t)[:, present] == 1).sum(axis=0) >= 1)  # every class in the scenes has a positive
     svm = r.svm_init(jax.random.key(2), features)
-    svm_before, svm_after, _, svm_trained = _adam_lowers(lambda v, x, y, **kw: r.svm_objective(v, x, y, **kw), svm,
-                                                         features, t, steps=20, lr=1e-2)
+    svm_before, svm_after, _, svm_trained = _adam_lowers(
+        lambda v, x, y, **kw: r.svm_objective(v, x, y, **kw), svm, features, t, steps=20, lr=1e-2
+    )
     assert svm_before == pytest.approx(float(np.mean(np.sum(np.asarray(t) != 0, axis=1))), rel=1e-6)  # zero init
     assert svm_after < 0.5 * svm_before
-    out = jax.jit(r.detect, compiler_options=FAST_COMPILE)(trained, svm_trained, images, targets["proposals"],
-                                                           targets["proposals_valid"])
+    out = jax.jit(r.detect, compiler_options=FAST_COMPILE)(
+        trained, svm_trained, images, targets["proposals"], targets["proposals_valid"]
+    )
     assert out.valid.shape == (2, 20) and np.asarray(out.valid).any()

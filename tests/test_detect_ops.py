@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from nnlab.detect import (
-    anchor_grid, batched_nms, box_area, clip_boxes, decode_boxes, encode_boxes, iou_matrix, nms, roi_align,
+    anchor_grid,
+    batched_nms,
+    box_area,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    iou_matrix,
+    nms,
+    roi_align,
     roi_pool,
 )
 
@@ -36,17 +44,20 @@ def _nms_reference(boxes, scores, threshold):
     while order.size:
         i = order[0]
         keep.append(int(i))
-        order = order[1:][_iou_reference(boxes[i:i + 1], boxes[order[1:]])[0] <= threshold]
+        order = order[1:][_iou_reference(boxes[i : i + 1], boxes[order[1:]])[0] <= threshold]
     return keep
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ([0, 0, 2, 2], [1, 1, 3, 3], 1 / 7),  # corner overlap: 1 / (4 + 4 - 1)
-    ([0, 0, 2, 2], [2, 0, 4, 2], 0.0),  # touching edges
-    ([0, 0, 4, 4], [1, 1, 3, 3], 0.25),  # contained
-    ([1, 2, 5, 7], [1, 2, 5, 7], 1.0),  # identical
-    ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ([0, 0, 2, 2], [1, 1, 3, 3], 1 / 7),  # corner overlap: 1 / (4 + 4 - 1)
+        ([0, 0, 2, 2], [2, 0, 4, 2], 0.0),  # touching edges
+        ([0, 0, 4, 4], [1, 1, 3, 3], 0.25),  # contained
+        ([1, 2, 5, 7], [1, 2, 5, 7], 1.0),  # identical
+        ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),
+    ],
+)
 def test_iou_hand_computed(a, b, expected):
     got = iou_matrix(jnp.array([a], jnp.float32), jnp.array([b], jnp.float32))
     np.testing.assert_allclose(got, [[expected]], rtol=1e-6, atol=1e-7)
@@ -126,8 +137,9 @@ def test_nms_matches_numpy_reference_under_jit_and_vmap(threshold):
         expected = _nms_reference(boxes[i], scores[i], threshold)
         assert 1 < len(expected) < 60
         np.testing.assert_array_equal(np.asarray(idx[i])[np.asarray(ok[i])], expected)
-        single_idx, single_ok = nms(jnp.asarray(boxes[i]), jnp.asarray(scores[i]), iou_threshold=threshold,
-                                    max_outputs=60)
+        single_idx, single_ok = nms(
+            jnp.asarray(boxes[i]), jnp.asarray(scores[i]), iou_threshold=threshold, max_outputs=60
+        )
         np.testing.assert_array_equal(single_idx, idx[i])
         np.testing.assert_array_equal(single_ok, ok[i])
 
@@ -167,8 +179,12 @@ def _bilinear_reference(features, y, x):
     else:
         x1 = x0 + 1
     ly, lx = y - y0, x - x0
-    return ((1 - ly) * (1 - lx) * features[y0, x0] + (1 - ly) * lx * features[y0, x1]
-            + ly * (1 - lx) * features[y1, x0] + ly * lx * features[y1, x1])
+    return (
+        (1 - ly) * (1 - lx) * features[y0, x0]
+        + (1 - ly) * lx * features[y0, x1]
+        + ly * (1 - lx) * features[y1, x0]
+        + ly * lx * features[y1, x1]
+    )
 
 
 def _roi_align_reference(features, boxes, out, scale, sampling, aligned):
@@ -189,18 +205,21 @@ def _roi_align_reference(features, boxes, out, scale, sampling, aligned):
                         y = y1 + i * bh + (iy + 0.5) * bh / sampling
                         x = x1 + j * bw + (ix + 0.5) * bw / sampling
                         acc = acc + _bilinear_reference(features, y, x)
-                result[r, i, j] = acc / sampling ** 2
+                result[r, i, j] = acc / sampling**2
     return result
 
 
-_ROI_BOXES = np.array([
-    [0, 0, 128, 128],  # the whole image
-    [20, 33, 61, 90],  # a digit-sized box
-    [100, 5, 104, 9],  # smaller than a cell
-    [-20, -10, 30, 40],  # partly outside
-    [120, 120, 200, 170],  # mostly outside
-    [40, 40, 40, 40],  # empty
-], np.float32)
+_ROI_BOXES = np.array(
+    [
+        [0, 0, 128, 128],  # the whole image
+        [20, 33, 61, 90],  # a digit-sized box
+        [100, 5, 104, 9],  # smaller than a cell
+        [-20, -10, 30, 40],  # partly outside
+        [120, 120, 200, 170],  # mostly outside
+        [40, 40, 40, 40],  # empty
+    ],
+    np.float32,
+)
 
 
 @pytest.mark.parametrize("out", [(2, 2), (3, 4), (7, 7)])
@@ -247,25 +266,29 @@ def test_roi_pool_gradient_goes_to_each_bins_maximum():
     np.testing.assert_array_equal(grad[:, :, 0], expected)
 
 
-def test_roi_ops_vmap_over_a_batch():
+@pytest.mark.parametrize("op", [roi_pool, roi_align])
+def test_roi_ops_vmap_over_a_batch(op):
     features = jax.random.normal(jax.random.key(2), (3, 8, 8, 2))
     boxes = jnp.tile(jnp.asarray(_ROI_BOXES)[None], (3, 1, 1))
-    for op in (roi_pool, roi_align):
-        batched = jax.vmap(lambda f, b: op(f, b, (3, 3), spatial_scale=1 / 16))(features, boxes)
-        for i in range(3):
-            np.testing.assert_allclose(batched[i], op(features[i], boxes[i], (3, 3), spatial_scale=1 / 16),
-                                       rtol=1e-6, atol=1e-6)
+    batched = jax.vmap(lambda f, b: op(f, b, (3, 3), spatial_scale=1 / 16))(features, boxes)
+    for i in range(3):
+        np.testing.assert_allclose(
+            batched[i], op(features[i], boxes[i], (3, 3), spatial_scale=1 / 16), rtol=1e-6, atol=1e-6
+        )
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: roi_align(jnp.ones((1, 8, 8, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "features"),
-    (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 5)), (2, 2), spatial_scale=1.0), "boxes"),
-    (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 4)), (0, 2), spatial_scale=1.0), "output_size"),
-    (lambda: roi_pool(jnp.ones((40, 40, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "roi_align"),
-    (lambda: nms(jnp.ones((3, 4)), jnp.ones((2,)), iou_threshold=0.5, max_outputs=2), "boxes, scores"),
-    (lambda: nms(jnp.ones((3, 4)), jnp.ones((3,)), iou_threshold=0.5, max_outputs=0), "max_outputs"),
-    (lambda: anchor_grid((2, 2), stride=16, scales=(), ratios=(1.0,)), "scales"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: roi_align(jnp.ones((1, 8, 8, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "features"),
+        (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 5)), (2, 2), spatial_scale=1.0), "boxes"),
+        (lambda: roi_pool(jnp.ones((8, 8, 3)), jnp.ones((2, 4)), (0, 2), spatial_scale=1.0), "output_size"),
+        (lambda: roi_pool(jnp.ones((40, 40, 3)), jnp.ones((2, 4)), (2, 2), spatial_scale=1.0), "roi_align"),
+        (lambda: nms(jnp.ones((3, 4)), jnp.ones((2,)), iou_threshold=0.5, max_outputs=2), "boxes, scores"),
+        (lambda: nms(jnp.ones((3, 4)), jnp.ones((3,)), iou_threshold=0.5, max_outputs=0), "max_outputs"),
+        (lambda: anchor_grid((2, 2), stride=16, scales=(), ratios=(1.0,)), "scales"),
+    ],
+)
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -55,15 +55,19 @@ def test_member_and_batch_axes_sharded_over_four_cpu_devices_train_like_one():
         _close(out[name], out["one"])
 
 
-_PROCESS = textwrap.dedent("""
+_PROCESS = (
+    textwrap.dedent("""
     import sys, jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if sys.argv[1] != "single":
         jax.distributed.initialize(coordinator_address=sys.argv[2], num_processes=2, process_id=int(sys.argv[1]))
-""") + _TRAIN + textwrap.dedent("""
+""")
+    + _TRAIN
+    + textwrap.dedent("""
     out = run([0, 1], devices=0) | {"processes": jax.process_count(), "devices": len(jax.devices())}
     print(json.dumps(out))
 """)
+)
 
 
 def test_two_processes_with_jax_distributed_train_like_one():
@@ -72,10 +76,19 @@ def test_two_processes_with_jax_distributed_train_like_one():
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(i), address], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    single = subprocess.run([sys.executable, "-c", _PROCESS, "single"], env=env, capture_output=True, text=True,
-                            timeout=300)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS, str(i), address],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    single = subprocess.run(
+        [sys.executable, "-c", _PROCESS, "single"], env=env, capture_output=True, text=True, timeout=300
+    )
     outs = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=300)

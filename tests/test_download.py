@@ -24,8 +24,12 @@ from nnlab.data._published import PublishedFile, PublishedSet
 
 REAL_MNIST = nnlab.data.PUBLISHED["mnist"]
 MNIST_FOLDER = nnlab.data.find("mnist")  # where the suite finds the real MNIST (NNLAB_DATA_DIR or the cache), if at all
-NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-         "t10k-labels-idx1-ubyte.gz"]
+NAMES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
 
 
 def _gz(tmp_path, array) -> bytes:
@@ -39,9 +43,13 @@ def payload(tmp_path_factory):
     """{file name: bytes} of a small MNIST-like set (8 training and 4 test digits)."""
     tmp = tmp_path_factory.mktemp("payload")
     rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), (np.arange(8) % 10).astype(np.uint8),
-              rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.array([3, 1, 4, 1], np.uint8)]
-    return {name: _gz(tmp, a) for name, a in zip(NAMES, arrays)}
+    arrays = [
+        rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+        (np.arange(8) % 10).astype(np.uint8),
+        rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        np.array([3, 1, 4, 1], np.uint8),
+    ]
+    return {name: _gz(tmp, a) for name, a in zip(NAMES, arrays, strict=True)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,8 +107,9 @@ def server():
 
 
 def _published(payload, mirrors) -> PublishedSet:
-    return PublishedSet(tuple(PublishedFile(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in payload.items()),
-                        tuple(mirrors))
+    return PublishedSet(
+        tuple(PublishedFile(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in payload.items()), tuple(mirrors)
+    )
 
 
 @pytest.fixture
@@ -116,8 +125,14 @@ def home(tmp_path, monkeypatch, server, payload):
 
 
 def _download(**kwargs):
-    return nnlab.data.download("mnist", timeout=kwargs.pop("timeout", 2.0), retries=kwargs.pop("retries", 2),
-                               backoff=0.01, progress=False, **kwargs)
+    return nnlab.data.download(
+        "mnist",
+        timeout=kwargs.pop("timeout", 2.0),
+        retries=kwargs.pop("retries", 2),
+        backoff=0.01,
+        progress=False,
+        **kwargs,
+    )
 
 
 def _requests(server, path):
@@ -202,8 +217,15 @@ def test_offline_is_one_message_saying_where_and_how(home, server, monkeypatch):
         nnlab.mnist()
     msg = str(e.value)
     assert "\n" not in msg and not server.log
-    for part in [str(home / ".cache" / "nnlab" / "mnist"), "system/mnist", "NNLAB_OFFLINE=1", *NAMES, "by hand",
-                 "NNLAB_DATA_DIR", "NNLAB_DATA_MIRROR"]:
+    for part in [
+        str(home / ".cache" / "nnlab" / "mnist"),
+        "system/mnist",
+        "NNLAB_OFFLINE=1",
+        *NAMES,
+        "by hand",
+        "NNLAB_DATA_DIR",
+        "NNLAB_DATA_MIRROR",
+    ]:
         assert part in msg
 
 
@@ -219,8 +241,9 @@ def test_user_mirror_first_with_its_own_manifest(home, server, payload, tmp_path
     rebuilt = _gz(tmp_path, np.full((8, 28, 28), 7, np.uint8))  # like the project's rebuilt train-images file
     files = {**payload, NAMES[0]: rebuilt}
     server.files.update({f"/m/mnist/{n}": b for n, b in files.items()})
-    server.files["/m/mnist/SHA256SUMS"] = "".join(f"{hashlib.sha256(b).hexdigest()}  ./{n}\n"
-                                                  for n, b in files.items()).encode()
+    server.files["/m/mnist/SHA256SUMS"] = "".join(
+        f"{hashlib.sha256(b).hexdigest()}  ./{n}\n" for n, b in files.items()
+    ).encode()
     folder = _download(mirror=f"{server.url}/m/")
     assert (folder / NAMES[0]).read_bytes() == rebuilt
     assert not any(p.startswith("/a/") for p, _ in server.log)
@@ -279,8 +302,16 @@ def test_two_processes_share_one_cache(home, server, payload, tmp_path):
     env = {**os.environ, "HOME": str(home)}
     env.pop("NNLAB_OFFLINE", None)
     gate = str(tmp_path / "gate")
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec), f"{gate}{i}"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, json.dumps(spec), f"{gate}{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     deadline = time.monotonic() + 120
     while not all(os.path.exists(f"{gate}{i}.ready") for i in range(2)):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
@@ -298,6 +329,7 @@ def test_two_processes_share_one_cache(home, server, payload, tmp_path):
 
 
 # The `nnlab data` commands and `nnlab demo`.
+
 
 def test_cli_data_download_verify_where(home, server, payload, capsys):
     folder = home / ".cache" / "nnlab" / "mnist"

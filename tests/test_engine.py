@@ -17,11 +17,18 @@ def _fit(config=SGD, model=None):
     return nnlab.fit(model or nnlab.nn.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(0), config=config)
 
 
-@pytest.mark.parametrize("engine, platform, convolution, expected", [
-    ("auto", "cpu", True, "unroll"), ("auto", "cpu", False, "scan"), ("auto", "gpu", True, "scan"),
-    ("auto", "tpu", True, "scan"), ("unroll", "gpu", True, "unroll"), ("scan", "cpu", True, "scan"),
-    ("step", "gpu", False, "step"),
-])
+@pytest.mark.parametrize(
+    "engine, platform, convolution, expected",
+    [
+        ("auto", "cpu", True, "unroll"),
+        ("auto", "cpu", False, "scan"),
+        ("auto", "gpu", True, "scan"),
+        ("auto", "tpu", True, "scan"),
+        ("unroll", "gpu", True, "unroll"),
+        ("scan", "cpu", True, "scan"),
+        ("step", "gpu", False, "step"),
+    ],
+)
 def test_auto_picks_per_backend_and_model(engine, platform, convolution, expected):
     assert pick_engine(engine, platform, convolution=convolution) == expected
 
@@ -37,8 +44,9 @@ class TinyConvNet(nn.Module):
 
 def _images():
     x = jax.random.uniform(jax.random.key(2), (128, 6, 6, 1))
-    return nnlab.data.make_dataset(np.asarray(x), np.asarray(x[:, :4].mean(axis=(1, 2, 3)) > 0.5, np.int32),
-                                   num_classes=2)
+    return nnlab.data.make_dataset(
+        np.asarray(x), np.asarray(x[:, :4].mean(axis=(1, 2, 3)) > 0.5, np.int32), num_classes=2
+    )
 
 
 @functools.cache
@@ -103,8 +111,9 @@ class _BNNet(nn.Module):
 def test_bfloat16_training_leaves_batch_stats_and_normalization_float32():
     """Only params and inputs are cast: the running averages stay float32 and move as in float32 training."""
     data = _images()
-    model = nnlab.nn.with_normalization(nnlab.from_linen(_BNNet(), input_shape=(6, 6, 1)),
-                                        nnlab.data.fit_normalization(data.x))
+    model = nnlab.nn.with_normalization(
+        nnlab.from_linen(_BNNet(), input_shape=(6, 6, 1)), nnlab.data.fit_normalization(data.x)
+    )
     init = model.init(jax.random.key(0), jnp.asarray(data.x[:1]))
     f32 = nnlab.fit(model, data, key=0, config=SGD)
     bf16 = nnlab.fit(model, data, key=0, config=SGD.replace(compute_dtype="bfloat16"))
@@ -119,16 +128,27 @@ def test_flax_cnn_is_the_flax_example_network():
     model = nnlab.get_model("flax-cnn")
     variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     shapes = {f"{layer}.{name}": v.shape for layer, p in variables["params"].items() for name, v in p.items()}
-    assert shapes == {"Conv_0.kernel": (3, 3, 1, 32), "Conv_0.bias": (32,), "Conv_1.kernel": (3, 3, 32, 64),
-                      "Conv_1.bias": (64,), "Dense_0.kernel": (3136, 256), "Dense_0.bias": (256,),
-                      "Dense_1.kernel": (256, 10), "Dense_1.bias": (10,)}
+    assert shapes == {
+        "Conv_0.kernel": (3, 3, 1, 32),
+        "Conv_0.bias": (32,),
+        "Conv_1.kernel": (3, 3, 32, 64),
+        "Conv_1.bias": (64,),
+        "Dense_0.kernel": (3136, 256),
+        "Dense_0.bias": (256,),
+        "Dense_1.kernel": (256, 10),
+        "Dense_1.bias": (10,),
+    }
     assert nnlab.report.count_params(variables["params"]) == 824_458
     x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
     p = variables["params"]
     h = x
     for conv in ("Conv_0", "Conv_1"):
-        h = jax.lax.conv_general_dilated(h, p[conv]["kernel"], (1, 1), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC")) + p[conv]["bias"][None, None, None]
+        h = (
+            jax.lax.conv_general_dilated(
+                h, p[conv]["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            + p[conv]["bias"][None, None, None]
+        )
         h = jnp.maximum(h, 0.0)
         h = h.reshape(h.shape[0], h.shape[1] // 2, 2, h.shape[2] // 2, 2, h.shape[3]).mean(axis=(2, 4))
     h = jnp.maximum(h.reshape(2, -1) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"][None], 0.0)
@@ -137,14 +157,17 @@ def test_flax_cnn_is_the_flax_example_network():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"engine": "fast"}, r"engine: expected one of \['auto', 'step', 'unroll', 'scan'\], got 'fast'"),
-    ({"unroll": 0}, "unroll: expected a positive integer, got 0"),
-    ({"compute_dtype": "float16"}, r"compute_dtype: expected one of \['float32', 'bfloat16'\], got 'float16'"),
-    ({"devices": -1}, r"devices: expected an int >= 0 \(0: all devices\), got -1"),
-    ({"devices": 1.5}, r"devices: expected an int >= 0"),
-    ({"member_shards": 0}, "member_shards: expected a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"engine": "fast"}, r"engine: expected one of \['auto', 'step', 'unroll', 'scan'\], got 'fast'"),
+        ({"unroll": 0}, "unroll: expected a positive integer, got 0"),
+        ({"compute_dtype": "float16"}, r"compute_dtype: expected one of \['float32', 'bfloat16'\], got 'float16'"),
+        ({"devices": -1}, r"devices: expected an int >= 0 \(0: all devices\), got -1"),
+        ({"devices": 1.5}, r"devices: expected an int >= 0"),
+        ({"member_shards": 0}, "member_shards: expected a positive integer, got 0"),
+    ],
+)
 def test_bad_engine_config_is_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
         SGD.replace(**changes)

@@ -11,7 +11,9 @@ def test_confusion_matrix_and_misclassified():
     c = nnlab.confusion_matrix(pred, true, 3)
     np.testing.assert_array_equal(c, [[1, 0, 0], [0, 1, 0], [0, 1, 2]])
     assert nnlab.evaluation.misclassified(pred, true).tolist() == [1]
-    assert nnlab.evaluation.error_rate(pred, true) == pytest.approx(0.2) and nnlab.evaluation.accuracy(pred, true) == pytest.approx(0.8)
+    assert nnlab.evaluation.error_rate(pred, true) == pytest.approx(0.2) and nnlab.evaluation.accuracy(
+        pred, true
+    ) == pytest.approx(0.8)
 
 
 def test_confusion_matrix_rejects_out_of_range():

@@ -73,16 +73,20 @@ def test_write_rejects_unsupported_dtype(tmp_path):
 
 # Hostile files (issue 10): every error names the file, memory follows the data the header admits to.
 
+
 def _header(code: int, dims) -> bytes:
     return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}i", *dims)
 
 
-@pytest.mark.parametrize("dims, body", [
-    ((-1, -5), b"12345"),  # NumPy would read -1 as "infer this axis"
-    ((-3,), b""),
-    ((65536, 65536, 65536, 65536), b""),  # the product overflows int64 to 0
-    ((2**31 - 1, 2**31 - 1), b"\0" * 16),
-])
+@pytest.mark.parametrize(
+    "dims, body",
+    [
+        ((-1, -5), b"12345"),  # NumPy would read -1 as "infer this axis"
+        ((-3,), b""),
+        ((65536, 65536, 65536, 65536), b""),  # the product overflows int64 to 0
+        ((2**31 - 1, 2**31 - 1), b"\0" * 16),
+    ],
+)
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_bad_dimensions_name_the_file(tmp_path, dims, body, suffix):
     path = tmp_path / f"bad-idx{suffix}"
@@ -145,12 +149,18 @@ def test_gzip_with_a_bad_crc_is_refused(tmp_path):
 
 def _idx_like():
     """Byte strings near the format: a header with any type code and dimensions, then some data bytes."""
-    header = st.builds(lambda zero, code, dims: struct.pack(">HBB", zero, code, len(dims))
-                       + struct.pack(f">{len(dims)}i", *dims),
-                       st.sampled_from([0, 0, 0, 1]), st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x07]),
-                       st.lists(st.one_of(st.integers(-3, 12), st.integers(-2**31, 2**31 - 1)), max_size=4))
-    return st.builds(lambda h, body, cut: (h + body)[:cut] if cut is not None else h + body,
-                     header, st.binary(max_size=300), st.none() | st.integers(0, 400))
+    header = st.builds(
+        lambda zero, code, dims: struct.pack(">HBB", zero, code, len(dims)) + struct.pack(f">{len(dims)}i", *dims),
+        st.sampled_from([0, 0, 0, 1]),
+        st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x07]),
+        st.lists(st.one_of(st.integers(-3, 12), st.integers(-(2**31), 2**31 - 1)), max_size=4),
+    )
+    return st.builds(
+        lambda h, body, cut: (h + body)[:cut] if cut is not None else h + body,
+        header,
+        st.binary(max_size=300),
+        st.none() | st.integers(0, 400),
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -167,7 +177,7 @@ def test_any_bytes_give_an_array_or_an_idx_error(tmp_path, data, compress):
         assert str(path) in str(e)
     else:
         ndim = data[3]
-        dims = struct.unpack(f">{ndim}i", data[4:4 + 4 * ndim])
+        dims = struct.unpack(f">{ndim}i", data[4 : 4 + 4 * ndim])
         assert a.shape == dims and a.nbytes == len(data) - 4 - 4 * ndim
     finally:
         peak = tracemalloc.get_traced_memory()[1]

@@ -7,8 +7,17 @@ import pytest
 
 import nnlab
 from nnlab.nn import (
-    BatchNorm, Dropout, InceptionBlock, ResidualBlock, SqueezeExcite, avg_pool, conv, conv1x1,
-    global_avg_pool, max_pool, upsample,
+    BatchNorm,
+    Dropout,
+    InceptionBlock,
+    ResidualBlock,
+    SqueezeExcite,
+    avg_pool,
+    conv,
+    conv1x1,
+    global_avg_pool,
+    max_pool,
+    upsample,
 )
 
 
@@ -22,17 +31,20 @@ def _pool_reference(x, window, stride, reduce):
     out = np.zeros((b, rows, cols, c), np.float32)
     for i in range(rows):
         for j in range(cols):
-            out[:, i, j] = reduce(x[:, i * stride:i * stride + window, j * stride:j * stride + window], axis=(1, 2))
+            out[:, i, j] = reduce(x[:, i * stride : i * stride + window, j * stride : j * stride + window], axis=(1, 2))
     return out
 
 
 @pytest.mark.parametrize("pool, reduce", [(max_pool, np.max), (avg_pool, np.mean)])
-@pytest.mark.parametrize("hw, window, stride, expected", [
-    ((7, 5), 3, 2, (3, 2)),  # the lecture's example
-    ((8, 6), 2, 2, (4, 3)),  # non-overlapping windows that tile the map
-    ((6, 6), 2, 1, (5, 5)),
-    ((9, 7), 2, 2, (4, 3)),  # windows that do not tile the map: the last row / column is left out
-])
+@pytest.mark.parametrize(
+    "hw, window, stride, expected",
+    [
+        ((7, 5), 3, 2, (3, 2)),  # the lecture's example
+        ((8, 6), 2, 2, (4, 3)),  # non-overlapping windows that tile the map
+        ((6, 6), 2, 1, (5, 5)),
+        ((9, 7), 2, 2, (4, 3)),  # windows that do not tile the map: the last row / column is left out
+    ],
+)
 def test_pooling_matches_numpy(pool, reduce, hw, window, stride, expected):
     x = _images((2, *hw, 3))
     y = pool(x, window, stride)
@@ -56,21 +68,31 @@ def test_same_pooling_keeps_resolution_and_global_pool_is_the_mean():
     np.testing.assert_allclose(global_avg_pool(x), np.asarray(x).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: max_pool(jnp.ones((1, 4, 4)), 2), "x: expected images"),
-    (lambda: max_pool(jnp.ones((1, 4, 4, 1)), 0), "window"),
-    (lambda: avg_pool(jnp.ones((1, 4, 4, 1)), 2, padding="FULL"), "padding"),
-    (lambda: max_pool(jnp.ones((1, 2, 2, 1)), 3), "window: expected at most"),
-    (lambda: conv(0), "features"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: max_pool(jnp.ones((1, 4, 4)), 2), "x: expected images"),
+        (lambda: max_pool(jnp.ones((1, 4, 4, 1)), 0), "window"),
+        (lambda: avg_pool(jnp.ones((1, 4, 4, 1)), 2, padding="FULL"), "padding"),
+        (lambda: max_pool(jnp.ones((1, 2, 2, 1)), 3), "window: expected at most"),
+        (lambda: conv(0), "features"),
+    ],
+)
 def test_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
 
-@pytest.mark.parametrize("kernel, stride, padding, expected_hw", [
-    (3, 1, "SAME", (7, 5)), (3, 1, "VALID", (5, 3)), (3, 2, "SAME", (4, 3)), (5, 1, 2, (7, 5)), (1, 1, "VALID", (7, 5)),
-])
+@pytest.mark.parametrize(
+    "kernel, stride, padding, expected_hw",
+    [
+        (3, 1, "SAME", (7, 5)),
+        (3, 1, "VALID", (5, 3)),
+        (3, 2, "SAME", (4, 3)),
+        (5, 1, 2, (7, 5)),
+        (1, 1, "VALID", (7, 5)),
+    ],
+)
 def test_conv_matches_numpy(kernel, stride, padding, expected_hw):
     x = _images((2, 7, 5, 3))
     layer = conv(4, kernel, stride=stride, padding=padding)
@@ -81,7 +103,7 @@ def test_conv_matches_numpy(kernel, stride, padding, expected_hw):
     xp = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     k, bias = np.asarray(variables["params"]["kernel"]), np.asarray(variables["params"]["bias"])
     i, j = 1, 1  # one output pixel: sum over the k x k window and the input channels
-    patch = xp[:, i * stride:i * stride + kernel, j * stride:j * stride + kernel, :]
+    patch = xp[:, i * stride : i * stride + kernel, j * stride : j * stride + kernel, :]
     np.testing.assert_allclose(y[:, i, j], np.einsum("bhwc,hwcf->bf", patch, k) + bias, rtol=1e-4, atol=1e-5)
 
 
@@ -175,8 +197,12 @@ def test_inception_block_concatenates_its_branches():
     y = block.apply(v, x)
     assert y.shape == (2, 6, 6, 4 + 6 + 5 + 3)
     b1 = v["params"]["b1"]
-    np.testing.assert_allclose(y[..., :4], np.maximum(np.asarray(x) @ np.asarray(b1["kernel"])[0, 0] + np.asarray(b1["bias"]), 0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        y[..., :4],
+        np.maximum(np.asarray(x) @ np.asarray(b1["kernel"])[0, 0] + np.asarray(b1["bias"]), 0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_squeeze_excite_with_zero_excitation_halves_every_channel():
@@ -193,10 +219,13 @@ def test_mnist_cnn_learns_and_is_deterministic():
     y = (x[:, :14].sum(axis=(1, 2, 3)) > x[:, 14:].sum(axis=(1, 2, 3))).astype(np.int32)  # top half brighter?
     data = nnlab.data.make_dataset(x, y, num_classes=10)
     model = nnlab.get_model("mnist-cnn", stages=((4,), (8,), (8,)), hidden=(16,), drop_rate=0.1)
-    config = nnlab.TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3,
-                               augmentation=nnlab.data.Augmentation(shift=1.0))
+    config = nnlab.TrainConfig(
+        epochs=3, batch_size=32, learning_rate=3e-3, augmentation=nnlab.data.Augmentation(shift=1.0)
+    )
     first = nnlab.fit(model, data, key=jax.random.key(0), config=config)
     again = nnlab.fit(model, data, key=jax.random.key(0), config=config)
     assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
-    assert nnlab.report.params_sha256(first.variables["params"]) == nnlab.report.params_sha256(again.variables["params"])
+    assert nnlab.report.params_sha256(first.variables["params"]) == nnlab.report.params_sha256(
+        again.variables["params"]
+    )
     assert set(first.variables) == {"params", "batch_stats"}

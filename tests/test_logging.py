@@ -40,14 +40,19 @@ def test_fit_events_and_jsonl_hold_the_history(tmp_path):
         result = nnlab.fit(model, train, key=0, config=config, val=val, callbacks=[logger], progress=False)
     scalars = _scalars(tmp_path / "run")
     assert set(scalars) == {"train/loss", "train/error", "val/loss", "val/error", "time/epoch_seconds"}
-    for tag, key in (("train/loss", "train_loss"), ("train/error", "train_error"), ("val/loss", "val_loss"),
-                     ("val/error", "val_error"), ("time/epoch_seconds", "seconds")):
-        steps, values = zip(*scalars[tag])
+    for tag, key in (
+        ("train/loss", "train_loss"),
+        ("train/error", "train_error"),
+        ("val/loss", "val_loss"),
+        ("val/error", "val_error"),
+        ("time/epoch_seconds", "seconds"),
+    ):
+        steps, values = zip(*scalars[tag], strict=True)
         assert list(steps) == [1, 2, 3, 4]
         np.testing.assert_allclose(values, [h[key] for h in result.history], rtol=1e-6, atol=1e-7)  # float32 in events
     lines = nnlab.train.read_jsonl(tmp_path / "metrics.jsonl")
     assert [(r["run"], r["member"], r["epoch"]) for r in lines] == [("run", 0, e) for e in (1, 2, 3, 4)]
-    for line, h in zip(lines, result.history):
+    for line, h in zip(lines, result.history, strict=True):
         assert {k: line[k] for k in nnlab.train._logging.METRICS} == {k: h[k] for k in nnlab.train._logging.METRICS}
 
 
@@ -56,11 +61,19 @@ def test_fit_many_writes_one_run_per_member(tmp_path):
     model, train, val = _data()
     config = nnlab.TrainConfig(epochs=3, batch_size=64, learning_rate=1e-2)
     logger = nnlab.train.Logger(tmp_path, runs=["lr_small", "lr_large"])
-    result = nnlab.fit_many(model, train, keys=[0, 0], config=config, val=val, callbacks=[logger], progress=False,
-                            hparams={"learning_rate": [1e-3, 1e-1]})
+    result = nnlab.fit_many(
+        model,
+        train,
+        keys=[0, 0],
+        config=config,
+        val=val,
+        callbacks=[logger],
+        progress=False,
+        hparams={"learning_rate": [1e-3, 1e-1]},
+    )
     logger.close()
     for i, run in enumerate(["lr_small", "lr_large"]):
-        steps, values = zip(*_scalars(tmp_path / run)["val/error"])
+        steps, values = zip(*_scalars(tmp_path / run)["val/error"], strict=True)
         assert list(steps) == [1, 2, 3]
         np.testing.assert_allclose(values, [h["val_error"] for h in result.histories[i]], rtol=1e-6, atol=1e-7)
     # the two members differ, so each run holds its own member's numbers
@@ -71,13 +84,29 @@ def test_fit_many_writes_one_run_per_member(tmp_path):
 
 def test_stopped_members_and_non_finite_values(tmp_path):
     logger = nnlab.train.Logger(tmp_path, tensorboard=False)
-    record = {"epoch": 5, "train_loss": float("nan"), "train_error": 0.5, "val_loss": float("inf"), "val_error": None,
-              "seconds": 0.25}
+    record = {
+        "epoch": 5,
+        "train_loss": float("nan"),
+        "train_error": 0.5,
+        "val_loss": float("inf"),
+        "val_error": None,
+        "seconds": 0.25,
+    }
     assert logger(5, None, [None, record]) is False  # a callback that never stops training
     logger.close()
     lines = nnlab.train.read_jsonl(tmp_path / "metrics.jsonl")
-    assert lines == [{"member": 1, "run": "member_1", "epoch": 5, "train_loss": None, "train_error": 0.5,
-                      "val_loss": None, "val_error": None, "seconds": 0.25}]
+    assert lines == [
+        {
+            "member": 1,
+            "run": "member_1",
+            "epoch": 5,
+            "train_loss": None,
+            "train_error": 0.5,
+            "val_loss": None,
+            "val_error": None,
+            "seconds": 0.25,
+        }
+    ]
     assert not list(tmp_path.glob("member_*"))  # no event files without tensorboard
 
 
@@ -89,12 +118,29 @@ def test_bad_run_names_are_rejected(tmp_path, runs):
 
 def test_cli_logdir(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NNLAB_COMPILATION_CACHE": "off"}
-    out = subprocess.run([sys.executable, "-m", "nnlab", "train", "xor", "--epochs", "6", "--quiet",
-                          "--logdir", str(tmp_path / "logs"), "--json", str(tmp_path / "r.json")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nnlab",
+            "train",
+            "xor",
+            "--epochs",
+            "6",
+            "--quiet",
+            "--logdir",
+            str(tmp_path / "logs"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     history = json.loads((tmp_path / "r.json").read_text())["history"]
-    steps, values = zip(*_scalars(tmp_path / "logs" / "run")["train/loss"])
+    steps, values = zip(*_scalars(tmp_path / "logs" / "run")["train/loss"], strict=True)
     assert list(steps) == list(range(1, 7))
     np.testing.assert_allclose(values, [h["train_loss"] for h in history], rtol=1e-6, atol=1e-7)
     lines = nnlab.train.read_jsonl(tmp_path / "logs" / "metrics.jsonl")

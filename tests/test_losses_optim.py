@@ -17,7 +17,9 @@ def test_squared_error_by_hand():
 
 
 def test_single_output_targets_are_the_labels():
-    np.testing.assert_allclose(nnlab.losses.squared_error(jnp.array([[0.25], [0.5]]), jnp.array([1, 0])), (0.5625 + 0.25) / 2)
+    np.testing.assert_allclose(
+        nnlab.losses.squared_error(jnp.array([[0.25], [0.5]]), jnp.array([1, 0])), (0.5625 + 0.25) / 2
+    )
 
 
 def test_sigmoid_cross_entropy_by_hand():
@@ -33,7 +35,9 @@ def test_softmax_cross_entropy_by_hand_and_stable():
     assert jnp.isfinite(nnlab.losses.softmax_cross_entropy(jnp.array([[1000.0, -1000.0]]), jnp.array([1])))
 
 
-@pytest.mark.parametrize("loss", [nnlab.losses.squared_error, nnlab.losses.softmax_cross_entropy, nnlab.losses.sigmoid_cross_entropy])
+@pytest.mark.parametrize(
+    "loss", [nnlab.losses.squared_error, nnlab.losses.softmax_cross_entropy, nnlab.losses.sigmoid_cross_entropy]
+)
 def test_label_shape_n_by_1_is_rejected(loss):
     with pytest.raises(ValueError, match=r"targets: expected integer labels of shape \(2,\) .* got \(2, 1\)"):
         loss(OUT, LABELS[:, None])
@@ -42,12 +46,15 @@ def test_label_shape_n_by_1_is_rejected(loss):
 PARAMS = {"W": jnp.array([[1.0, -2.0]]), "s": jnp.array([3.0])}
 
 
-@pytest.mark.parametrize("fn, lam, include, expected", [
-    (nnlab.losses.l2_penalty, 0.1, False, 0.1 * 5.0),
-    (nnlab.losses.l2_penalty, 0.1, True, 0.1 * 14.0),
-    (nnlab.losses.l1_penalty, 0.5, False, 0.5 * 3.0),
-    (nnlab.losses.l1_penalty, 0.5, True, 0.5 * 6.0),
-])
+@pytest.mark.parametrize(
+    "fn, lam, include, expected",
+    [
+        (nnlab.losses.l2_penalty, 0.1, False, 0.1 * 5.0),
+        (nnlab.losses.l2_penalty, 0.1, True, 0.1 * 14.0),
+        (nnlab.losses.l1_penalty, 0.5, False, 0.5 * 3.0),
+        (nnlab.losses.l1_penalty, 0.5, True, 0.5 * 6.0),
+    ],
+)
 def test_weight_decay_terms(fn, lam, include, expected):
     np.testing.assert_allclose(fn(PARAMS, lam, include_biases=include), expected, rtol=1e-6)
 
@@ -70,7 +77,9 @@ def test_lowpass_momentum_by_hand():
 
 def test_heavy_ball_momentum_by_hand():
     # g1 = 1 -> p = -0.1; g2 = 0.5*1 + 3 = 3.5 -> p = -0.45
-    np.testing.assert_allclose(_run(nnlab.optim.momentum(0.1, 0.5, form="heavy_ball"), [1.0, 3.0]), [-0.1, -0.45], rtol=1e-6)
+    np.testing.assert_allclose(
+        _run(nnlab.optim.momentum(0.1, 0.5, form="heavy_ball"), [1.0, 3.0]), [-0.1, -0.45], rtol=1e-6
+    )
 
 
 @pytest.mark.optax_promotion

@@ -23,7 +23,9 @@ class _BNDropNet(nn.Module):
 
 
 def _data():
-    return nnlab.data.blobs(60, key=jax.random.key(0), spread=1.5), nnlab.data.blobs(200, key=jax.random.key(1), spread=1.5)
+    return nnlab.data.blobs(60, key=jax.random.key(0), spread=1.5), nnlab.data.blobs(
+        200, key=jax.random.key(1), spread=1.5
+    )
 
 
 def _model():
@@ -48,8 +50,11 @@ def test_four_vmapped_members_equal_four_separate_runs():
     for i in range(4):
         one = nnlab.fit(_model(), train, key=jax.random.key(i), config=CFG, val=val)
         _assert_histories_close(many.histories[i], one.history)
-        assert (many.best_epochs[i], many.epochs_run[i], many.stopped_early[i]) == (one.best_epoch, one.epochs_run,
-                                                                                  one.stopped_early)
+        assert (many.best_epochs[i], many.epochs_run[i], many.stopped_early[i]) == (
+            one.best_epoch,
+            one.epochs_run,
+            one.stopped_early,
+        )
         _assert_close(nnlab.train.member(many.variables, i), one.variables)
         _assert_close(nnlab.train.member(many.state.params, i), one.state.params)
         _assert_close(nnlab.train.member(many.state.model_state, i), one.state.model_state)
@@ -60,11 +65,16 @@ def test_every_random_stream_of_a_run_draws_its_own_bits():
     """split, dataset, init (params and dropout at init), data order per epoch, dropout and augmentation
     per step: with seed == split_seed == 0 (the defaults) no two of them share a key."""
     split_root, root = jax.random.key(0), jax.random.key(0)
-    streams = nnlab.train.init_state(nnlab.nn.mlp([2, 2]), nnlab.optim.sgd(0.1), np.zeros((1, 2), np.float32),
-                                     key=root).rng
+    streams = nnlab.train.init_state(
+        nnlab.nn.mlp([2, 2]), nnlab.optim.sgd(0.1), np.zeros((1, 2), np.float32), key=root
+    ).rng
     init = nnlab.train.stream(root, "init")
-    keys = {"split": nnlab.train.stream(split_root, "split"), "dataset": nnlab.train.stream(split_root, "dataset"),
-            "init": init, **dict(zip(("init.params", "init.dropout"), jax.random.split(init), strict=True))}
+    keys = {
+        "split": nnlab.train.stream(split_root, "split"),
+        "dataset": nnlab.train.stream(split_root, "dataset"),
+        "init": init,
+        **dict(zip(("init.params", "init.dropout"), jax.random.split(init), strict=True)),
+    }
     for t in range(3):
         keys[f"data.epoch{t}"] = jax.random.fold_in(streams["data"], t)
         keys[f"dropout.step{t}"] = jax.random.fold_in(streams["dropout"], t)
@@ -82,8 +92,9 @@ def test_a_diverging_member_stops_alone_and_fit_raises():
     assert many.diverged[0] == 0 and many.epochs_run[0] == 4
     assert many.diverged[1] == many.epochs_run[1] >= 1 and many.best_epochs[1] < many.diverged[1]
     assert np.all(np.isfinite(nnlab.train.member(many.variables["params"], 1)["Dense_0"]["kernel"]))
-    with pytest.raises(nnlab.train.DivergenceError,
-                       match=r"epoch 1: training diverged .*the learning rate 1e\+30 is too large"):
+    with pytest.raises(
+        nnlab.train.DivergenceError, match=r"epoch 1: training diverged .*the learning rate 1e\+30 is too large"
+    ):
         nnlab.fit(_model(), train, key=0, config=cfg.replace(learning_rate=1e30), val=val)
 
 
@@ -93,8 +104,10 @@ def test_repeated_run_is_bitwise_identical():
     b = nnlab.fit_many(_model(), train, keys=[3, 4, 5], config=CFG, val=val)
     assert nnlab.report.params_sha256(a.variables) == nnlab.report.params_sha256(b.variables)
     assert nnlab.report.params_sha256(a.state.opt_state) == nnlab.report.params_sha256(b.state.opt_state)
+
     def without_seconds(r):
         return [[dict(h, seconds=0) for h in hs] for hs in r.histories]
+
     assert without_seconds(a) == without_seconds(b)
 
 
@@ -106,7 +119,7 @@ def test_chunks_equal_one_program_and_say_so(capsys):
     chunked = nnlab.fit_many(model, train, keys=[0, 1], config=cfg, val=val, max_members=1)
     assert chunked.chunks == 2 and "in chunks of max_members=1: running 2 programs" in capsys.readouterr().err
     _assert_close(chunked.variables, whole.variables)
-    for ha, hb in zip(chunked.histories, whole.histories):
+    for ha, hb in zip(chunked.histories, whole.histories, strict=True):
         _assert_histories_close(ha, hb)
 
 
@@ -115,18 +128,28 @@ def test_member_hyperparameters_equal_runs_with_those_settings():
     model = nnlab.nn.mlp([2, 16, 3], activation="tanh")
     cfg = CFG.replace(epochs=4, patience=None)
     settings = [(0.05, 0.0), (0.02, 1e-3), (0.1, 1e-2)]
-    many = nnlab.fit_many(model, train, keys=[7, 7, 7], config=cfg, val=val,
-                          hparams={"learning_rate": [s[0] for s in settings], "weight_decay": [s[1] for s in settings]})
+    many = nnlab.fit_many(
+        model,
+        train,
+        keys=[7, 7, 7],
+        config=cfg,
+        val=val,
+        hparams={"learning_rate": [s[0] for s in settings], "weight_decay": [s[1] for s in settings]},
+    )
     for i, (lr, wd) in enumerate(settings):
-        one = nnlab.fit(model, train, key=jax.random.key(7), config=cfg.replace(learning_rate=lr, weight_decay=wd),
-                        val=val)
+        one = nnlab.fit(
+            model, train, key=jax.random.key(7), config=cfg.replace(learning_rate=lr, weight_decay=wd), val=val
+        )
         _assert_close(nnlab.train.member(many.variables, i)["params"], one.variables["params"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("keys, error", [
-    ([], "keys: expected at least one"),
-    (np.zeros((3,), np.int32), "keys: expected typed keys"),
-])
+@pytest.mark.parametrize(
+    "keys, error",
+    [
+        ([], "keys: expected at least one"),
+        (np.zeros((3,), np.int32), "keys: expected typed keys"),
+    ],
+)
 def test_bad_keys_are_named(keys, error):
     with pytest.raises((ValueError, TypeError), match=error):
         nnlab.train.member_keys(keys)
@@ -145,7 +168,9 @@ def test_ensemble_sums_softmax_probabilities():
     logits = np.log(np.array([[[0.6, 0.4]], [[0.1, 0.9]]]))
     np.testing.assert_allclose(nnlab.study.ensemble_outputs(logits), [[0.35, 0.65]])
     np.testing.assert_array_equal(nnlab.predict_labels(nnlab.study.ensemble_outputs(logits)), [1])
-    np.testing.assert_allclose(nnlab.study.ensemble_outputs(np.array([[[0.2]], [[0.9]]]), loss="squared_error"), [[0.55]])
+    np.testing.assert_allclose(
+        nnlab.study.ensemble_outputs(np.array([[[0.2]], [[0.9]]]), loss="squared_error"), [[0.55]]
+    )
 
 
 def test_single_output_ensemble_keeps_its_threshold():
@@ -157,14 +182,24 @@ def test_single_output_ensemble_keeps_its_threshold():
 
 def test_seed_study_counts_by_hand():
     labels = np.array([0, 1, 2, 3, 4])
-    preds = np.array([[0, 1, 2, 0, 0],   # wrong on 3, 4
-                      [0, 0, 2, 3, 0],   # wrong on 1, 4
-                      [0, 1, 2, 3, 4]])  # no errors
+    preds = np.array(
+        [
+            [0, 1, 2, 0, 0],  # wrong on 3, 4
+            [0, 0, 2, 3, 0],  # wrong on 1, 4
+            [0, 1, 2, 3, 4],
+        ]
+    )  # no errors
     study = nnlab.study.seed_study(preds, labels, ensemble_predictions=np.array([0, 1, 2, 3, 0]))
     assert study["seed_errors"] == [2, 2, 0]
     np.testing.assert_allclose(study["seed_test_error"], [0.4, 0.4, 0.0])
-    assert study["pairwise_disagreement"][0] == {"a": 0, "b": 1, "shared_errors": 1, "only_a": 1, "only_b": 1,
-                                                  "label_disagreement": 0.4}
+    assert study["pairwise_disagreement"][0] == {
+        "a": 0,
+        "b": 1,
+        "shared_errors": 1,
+        "only_a": 1,
+        "only_b": 1,
+        "label_disagreement": 0.4,
+    }
     assert study["pairwise_disagreement"][1]["only_a"] == 2 and study["pairwise_disagreement"][1]["only_b"] == 0
     assert study["wrong_by_exactly_k"] == [2, 2, 1, 0]
     assert study["ensemble_errors"] == 1 and study["ensemble_test_error"] == 0.2

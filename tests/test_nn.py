@@ -10,13 +10,16 @@ from nnlab.nn import prelu, relu, sigmoid, softmax, tanh
 U = jnp.array([-2.0, 0.0, 1.0])
 
 
-@pytest.mark.parametrize("fn, expected", [
-    (sigmoid, [1 / (1 + np.e**2), 0.5, 1 / (1 + np.e**-1)]),
-    (tanh, [(np.e**-2 - np.e**2) / (np.e**-2 + np.e**2), 0.0, (np.e - 1 / np.e) / (np.e + 1 / np.e)]),
-    (relu, [0.0, 0.0, 1.0]),
-    (lambda u: prelu(u, jnp.float32(0.25)), [-0.5, 0.0, 1.0]),
-    (softmax, np.exp([-2.0, 0.0, 1.0]) / np.exp([-2.0, 0.0, 1.0]).sum()),
-])
+@pytest.mark.parametrize(
+    "fn, expected",
+    [
+        (sigmoid, [1 / (1 + np.e**2), 0.5, 1 / (1 + np.e**-1)]),
+        (tanh, [(np.e**-2 - np.e**2) / (np.e**-2 + np.e**2), 0.0, (np.e - 1 / np.e) / (np.e + 1 / np.e)]),
+        (relu, [0.0, 0.0, 1.0]),
+        (lambda u: prelu(u, jnp.float32(0.25)), [-0.5, 0.0, 1.0]),
+        (softmax, np.exp([-2.0, 0.0, 1.0]) / np.exp([-2.0, 0.0, 1.0]).sum()),
+    ],
+)
 def test_activations_by_hand(fn, expected):
     np.testing.assert_allclose(fn(U), expected, rtol=1e-6)
 
@@ -48,8 +51,15 @@ def test_mlp_gradient_against_finite_differences(activation):
     with jax.enable_x64():
         p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         x64 = x.astype(jnp.float64)
-        check_grads(lambda p: nnlab.losses.softmax_cross_entropy(nnlab.nn.mlp_apply(p, x64, activation=activation), y),
-                    (p64,), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
+        check_grads(
+            lambda p: nnlab.losses.softmax_cross_entropy(nnlab.nn.mlp_apply(p, x64, activation=activation), y),
+            (p64,),
+            order=1,
+            modes=["rev"],
+            eps=1e-6,
+            atol=1e-7,
+            rtol=1e-7,
+        )
     assert jnp.isfinite(loss(params))
 
 

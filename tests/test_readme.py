@@ -17,8 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # README: `nnlab train NAME --checkpoint-dir DIR ... --resume`, `nnlab eval DIR`, `nnlab.load_model("runs/mnist")`;
 # a quick MNIST run (300 training digits, 200 for validation) that checkpoints every epoch.
-TRAIN = ["train", "mnist-mlp", "--train-subset", "300", "--n-val", "200", "--epochs", "24", "--patience", "0",
-         "--quiet", "--checkpoint-dir", "runs/mnist"]
+TRAIN = [
+    "train",
+    "mnist-mlp",
+    "--train-subset",
+    "300",
+    "--n-val",
+    "200",
+    "--epochs",
+    "24",
+    "--patience",
+    "0",
+    "--quiet",
+    "--checkpoint-dir",
+    "runs/mnist",
+]
 LOAD_MODEL = """
 import jax, nnlab
 m = nnlab.load_model("runs/mnist")            # as in the README
@@ -30,8 +43,9 @@ print(int((logits.argmax(axis=1) != test.y).sum()))
 
 def _run(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
 
 
 def _finish(proc: subprocess.Popen) -> str:

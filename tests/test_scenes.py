@@ -13,7 +13,7 @@ def _rectangles(values=(0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), height=16, wid
     x = np.zeros((len(values), 28, 28, 1), np.float32)
     top, left = (28 - height) // 2, (28 - width) // 2
     for k, v in enumerate(values):
-        x[k, top:top + height, left:left + width] = v
+        x[k, top : top + height, left : left + width] = v
     return Dataset(x, np.arange(len(values), dtype=np.int32), len(values), "rectangles"), np.asarray(values, np.float32)
 
 
@@ -21,7 +21,7 @@ def _check_objects(s, threshold):
     masks = s.masks()
     for i in range(s.n):
         assert 1 <= s.valid[i].sum() <= s.max_objects
-        assert not s.valid[i, s.valid[i].sum():].any()  # objects fill the first slots
+        assert not s.valid[i, s.valid[i].sum() :].any()  # objects fill the first slots
         union = masks[i].any(axis=0)
         np.testing.assert_array_equal(s.images[i, :, :, 0] > 0, union)  # drawn pixels are exactly the strokes
         assert np.all(s.images[i, :, :, 0][union] >= threshold)
@@ -95,13 +95,16 @@ def test_test_scenes_use_only_test_digits(tmp_path):
     assert test.name == "mnist-scenes-test" and test.class_names[3] == "3"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_size": 0}, "min_size"),
-    ({"max_size": 200}, "max_size"),
-    ({"max_objects": 0}, "max_objects"),
-    ({"threshold": 1.5}, "threshold"),
-    ({"canvas": 0}, "canvas"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_size": 0}, "min_size"),
+        ({"max_size": 200}, "max_size"),
+        ({"max_objects": 0}, "max_objects"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"canvas": 0}, "canvas"),
+    ],
+)
 def test_bad_scene_arguments_are_named(kwargs, message):
     source, _ = _rectangles()
     with pytest.raises(ValueError, match=message):

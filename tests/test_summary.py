@@ -33,10 +33,15 @@ def test_one_5x5_neuron_on_20_channels_of_14x14():
     assert (params, macs) == (500, 98_000)
 
 
-@pytest.mark.parametrize("reduce_to, weights, macs", [
-    # 1x1: 20 * r weights, then 5x5: 25 * r * 20; operations: 14 * 14 times the weights
-    (1, 520, 101_920), (2, 1_040, 203_840), (4, 2_080, 407_680),
-])
+@pytest.mark.parametrize(
+    "reduce_to, weights, macs",
+    [
+        # 1x1: 20 * r weights, then 5x5: 25 * r * 20; operations: 14 * 14 times the weights
+        (1, 520, 101_920),
+        (2, 1_040, 203_840),
+        (4, 2_080, 407_680),
+    ],
+)
 def test_1x1_bottleneck_cuts_the_cost_of_a_5x5_convolution(reduce_to, weights, macs):
     _, direct = _costs(Stack((conv(20, 5, use_bias=False),)), (14, 14, 20))
     assert (direct.params, direct.macs) == (10_000, 1_960_000)  # the lecture's numbers
@@ -51,10 +56,13 @@ def test_vgg16_first_fully_connected_layer():
     assert params == 18_874_368 + 4096
 
 
-@pytest.mark.parametrize("model", [
-    nnlab.nn.MLP((100, 100, 10), activation="relu"),
-    nnlab.nn.mlp([100, 100, 100, 10], activation="relu", input_shape=(100,)),
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        nnlab.nn.MLP((100, 100, 10), activation="relu"),
+        nnlab.nn.mlp([100, 100, 100, 10], activation="relu", input_shape=(100,)),
+    ],
+)
 def test_mlp_100_100_100_10_has_about_21000_parameters(model):
     costs, s = _costs(model, (100,))
     assert costs == [(10_100, 10_000), (10_100, 10_000), (1_010, 1_000)]

@@ -10,8 +10,11 @@ from nnlab.cli import _parse_param
 
 def test_grid_lists_every_combination():
     assert sweep.grid({"width": [16, 32], "learning_rate": [1e-3, 1e-2]}) == [
-        {"width": 16, "learning_rate": 1e-3}, {"width": 16, "learning_rate": 1e-2},
-        {"width": 32, "learning_rate": 1e-3}, {"width": 32, "learning_rate": 1e-2}]
+        {"width": 16, "learning_rate": 1e-3},
+        {"width": 16, "learning_rate": 1e-2},
+        {"width": 32, "learning_rate": 1e-3},
+        {"width": 32, "learning_rate": 1e-2},
+    ]
 
 
 def test_random_search_draws_in_range_log_uniform_and_repeats():
@@ -25,11 +28,14 @@ def test_random_search_draws_in_range_log_uniform_and_repeats():
     assert {s["activation"] for s in a} == {"relu", "tanh"}
 
 
-@pytest.mark.parametrize("space, error", [
-    ({"lr": [0.1]}, "space: expected knobs from"),
-    ({"width": []}, r"space\['width'\]: expected a non-empty list"),
-    ({"learning_rate": (0.0, 1.0)}, r"space\['learning_rate'\]: expected a range"),
-])
+@pytest.mark.parametrize(
+    "space, error",
+    [
+        ({"lr": [0.1]}, "space: expected knobs from"),
+        ({"width": []}, r"space\['width'\]: expected a non-empty list"),
+        ({"learning_rate": (0.0, 1.0)}, r"space\['learning_rate'\]: expected a range"),
+    ],
+)
 def test_bad_spaces_are_named(space, error):
     with pytest.raises(ValueError, match=error):
         sweep.random_search(space, 2, key=jax.random.key(0))
@@ -58,25 +64,33 @@ def test_dropout_zeroes_hidden_units_and_rescales_the_rest():
 @pytest.mark.optax_promotion
 def test_sweep_drops_what_does_not_learn_and_matches_single_runs(mnist_data):
     base = nnlab.configs.get_config("mnist-mlp").replace(train_subset=1500, n_val=500)
-    base = base.replace(train=base.train.replace(epochs=1, batch_size=32, augmentation=nnlab.data.Augmentation(),
-                                                 patience=None))
+    base = base.replace(
+        train=base.train.replace(epochs=1, batch_size=32, augmentation=nnlab.data.Augmentation(), patience=None)
+    )
     settings = sweep.grid({"learning_rate": [3e-3, 1e-2, 30.0], "width": [16]})
     out = sweep.sweep(base, settings, pilot_epochs=1, pilot_subset=1000)
     assert [p["learned"] for p in out["pilot"]] == [True, True, False]
     assert [r["val_error"] for r in out["rows"]] == sorted(r["val_error"] for r in out["rows"])
     assert out["programs"] == 1 and len(out["rows"]) == 2
     best = out["best"]
-    single, _ = nnlab.run(base.replace(model_kwargs={**base.model_kwargs, "width": best["width"]},
-                                       train=base.train.replace(learning_rate=best["learning_rate"])))
+    single, _ = nnlab.run(
+        base.replace(
+            model_kwargs={**base.model_kwargs, "width": best["width"]},
+            train=base.train.replace(learning_rate=best["learning_rate"]),
+        )
+    )
     assert abs(single["val_error"] - best["val_error"]) <= 2 / 500
     assert abs(single["test_error"] - best["test_error"]) <= 2 / 10000
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("width=100,200", ("width", [100, 200])),
-    ("learning_rate=1e-4:1e-2", ("learning_rate", (1e-4, 1e-2))),
-    ("activation=relu,tanh", ("activation", ["relu", "tanh"])),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("width=100,200", ("width", [100, 200])),
+        ("learning_rate=1e-4:1e-2", ("learning_rate", (1e-4, 1e-2))),
+        ("activation=relu,tanh", ("activation", ["relu", "tanh"])),
+    ],
+)
 def test_cli_param_syntax(text, expected):
     assert _parse_param(text) == expected
 

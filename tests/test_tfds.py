@@ -15,8 +15,10 @@ else:
     tfds = pytest.importorskip("tensorflow_datasets")
 
 
-@pytest.mark.parametrize("name, shape, classes", [("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10),
-                                                  ("fashion-mnist", (28, 28, 1), 10)])
+@pytest.mark.parametrize(
+    "name, shape, classes",
+    [("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10), ("fashion-mnist", (28, 28, 1), 10)],
+)
 def test_load_matches_the_records(name, shape, classes):
     with tfds.testing.mock_data(num_examples=12):
         ds = nnlab.data.load(name, "train", source="tfds")
@@ -47,7 +49,8 @@ def test_normalization_and_fit_accept_them(name):
     np.testing.assert_allclose(np.asarray(norm(train.x)).mean(axis=0), 0.0, atol=1e-5)
     features = int(np.prod(train.x.shape[1:]))
     model = nnlab.nn.with_normalization(
-        nnlab.nn.mlp([features, 16, train.num_classes], activation="relu", input_shape=train.x.shape[1:]), norm)
+        nnlab.nn.mlp([features, 16, train.num_classes], activation="relu", input_shape=train.x.shape[1:]), norm
+    )
     config = nnlab.TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2)
     result = nnlab.fit(model, train, key=jax.random.key(0), config=config)
     losses = [h["train_loss"] for h in result.history]
@@ -55,8 +58,11 @@ def test_normalization_and_fit_accept_them(name):
 
 
 def test_a_set_not_prepared_says_how_to_prepare_it(tmp_path):
-    with pytest.raises(DataNotFoundError, match=r"mnist: tensorflow-datasets has no prepared 'mnist' in .*"
-                                                 r"tfds build mnist --file_format=array_record"):
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"mnist: tensorflow-datasets has no prepared 'mnist' in .*"
+        r"tfds build mnist --file_format=array_record",
+    ):
         nnlab.data.load("mnist", source="tfds", data_dir=tmp_path)
     assert not any(tmp_path.rglob("*.array_record*")) and not any(tmp_path.rglob("downloads"))
 

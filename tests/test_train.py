@@ -14,17 +14,21 @@ def _spirals():
 
 def _fit(seed=0, config=SGD, **kw):
     train, val = _spirals()
-    return nnlab.fit(nnlab.nn.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(seed), config=config, val=val, **kw)
+    return nnlab.fit(
+        nnlab.nn.mlp([2, 16, 2], activation="tanh"), train, key=jax.random.key(seed), config=config, val=val, **kw
+    )
 
 
 def test_same_seed_same_history_and_params_bitwise():
     a, b = _fit(), _fit()
-    assert a.history == [dict(h, seconds=h2["seconds"]) for h, h2 in zip(b.history, a.history)]
+    assert a.history == [dict(h, seconds=h2["seconds"]) for h, h2 in zip(b.history, a.history, strict=True)]
     assert nnlab.report.params_sha256(a.variables["params"]) == nnlab.report.params_sha256(b.variables["params"])
 
 
 def test_different_seeds_give_different_parameters():
-    assert nnlab.report.params_sha256(_fit(0).variables["params"]) != nnlab.report.params_sha256(_fit(1).variables["params"])
+    assert nnlab.report.params_sha256(_fit(0).variables["params"]) != nnlab.report.params_sha256(
+        _fit(1).variables["params"]
+    )
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -37,8 +41,14 @@ def test_early_stopping_restores_the_best_epoch():
     def keep(epoch, state, record):
         snapshots[epoch] = jax.tree.map(np.asarray, state.params)
 
-    r = nnlab.fit(nnlab.nn.mlp([2, 64, 64, 3], activation="relu"), train, key=jax.random.key(0), config=cfg, val=val,
-                  callbacks=[keep])
+    r = nnlab.fit(
+        nnlab.nn.mlp([2, 64, 64, 3], activation="relu"),
+        train,
+        key=jax.random.key(0),
+        config=cfg,
+        val=val,
+        callbacks=[keep],
+    )
     errors = [h["val_error"] for h in r.history]
     assert r.stopped_early and r.epochs_run == r.best_epoch + 5 < 200
     assert errors[r.best_epoch - 1] == min(errors) < errors[-1]
@@ -60,8 +70,12 @@ def test_short_mnist_run_above_90_percent(mnist_data):
     train, test = mnist_data
     norm = nnlab.data.fit_normalization(train.x[:10000])
     model = nnlab.nn.with_normalization(nnlab.get_model("mnist-mlp"), norm)
-    r = nnlab.fit(model, train.take(10000), key=jax.random.key(0),
-                  config=nnlab.TrainConfig(epochs=2, batch_size=64, optimizer="adam", learning_rate=1e-3))
+    r = nnlab.fit(
+        model,
+        train.take(10000),
+        key=jax.random.key(0),
+        config=nnlab.TrainConfig(epochs=2, batch_size=64, optimizer="adam", learning_rate=1e-3),
+    )
     assert nnlab.evaluate(model, r.variables, test.x[:2000], test.y[:2000], num_classes=10).accuracy > 0.90
 
 
@@ -85,8 +99,14 @@ def test_later_epochs_compile_nothing(engine):
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        nnlab.fit(nnlab.nn.mlp([2, 8, 2]), train, key=0, config=SGD.replace(engine=engine, unroll=3, epochs=4),
-                  val=val, callbacks=[count])
+        nnlab.fit(
+            nnlab.nn.mlp([2, 8, 2]),
+            train,
+            key=0,
+            config=SGD.replace(engine=engine, unroll=3, epochs=4),
+            val=val,
+            callbacks=[count],
+        )
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert seen[1] > 0 and seen[4] == seen[1]
@@ -99,18 +119,36 @@ def _bad(x, y, num_classes=2):
 X = np.zeros((4, 2), np.float32)
 
 
-@pytest.mark.parametrize("data, error, message", [
-    (_bad(X, [0, 1, 2, 1]), ValueError, r"train.y: expected labels in \[0, 1\] for 2 classes, got values in \[0, 2\]"),
-    (_bad(X, [-1, 1, 0, 1]), ValueError, r"got values in \[-1, 1\]"),
-    (_bad(X, [[0], [1], [0], [1]]), ValueError, r"expected labels of shape \[batch\], got shape \(4, 1\) \(squeeze"),
-    (_bad(X, [0.0, 1.0, 0.0, 1.0]), TypeError, "expected integer class labels"),
-    (_bad(np.array([[0, 0], [np.nan, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]), ValueError,
-     r"train.x: expected finite values, got NaN or Inf \(first in sample 1\)"),
-    (_bad(np.array([[0, 0], [np.inf, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]), ValueError, "NaN or Inf"),
-    (_bad(X, [0, 1, 0]), ValueError, r"train.y: expected 4 labels \(one per sample of x\), got 3"),
-    (_bad(np.zeros((4, 3), np.float32), [0, 1, 0, 1]), ValueError, r"train.x: expected shape \[batch, 2\], got \(4, 3\)"),
-    (_bad(np.zeros((0, 2), np.float32), np.zeros(0, int)), ValueError, "train.x: expected a non-empty batch"),
-])
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (
+            _bad(X, [0, 1, 2, 1]),
+            ValueError,
+            r"train.y: expected labels in \[0, 1\] for 2 classes, got values in \[0, 2\]",
+        ),
+        (_bad(X, [-1, 1, 0, 1]), ValueError, r"got values in \[-1, 1\]"),
+        (
+            _bad(X, [[0], [1], [0], [1]]),
+            ValueError,
+            r"expected labels of shape \[batch\], got shape \(4, 1\) \(squeeze",
+        ),
+        (_bad(X, [0.0, 1.0, 0.0, 1.0]), TypeError, "expected integer class labels"),
+        (
+            _bad(np.array([[0, 0], [np.nan, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]),
+            ValueError,
+            r"train.x: expected finite values, got NaN or Inf \(first in sample 1\)",
+        ),
+        (_bad(np.array([[0, 0], [np.inf, 1], [0, 0], [1, 1]], np.float32), [0, 1, 0, 1]), ValueError, "NaN or Inf"),
+        (_bad(X, [0, 1, 0]), ValueError, r"train.y: expected 4 labels \(one per sample of x\), got 3"),
+        (
+            _bad(np.zeros((4, 3), np.float32), [0, 1, 0, 1]),
+            ValueError,
+            r"train.x: expected shape \[batch, 2\], got \(4, 3\)",
+        ),
+        (_bad(np.zeros((0, 2), np.float32), np.zeros(0, int)), ValueError, "train.x: expected a non-empty batch"),
+    ],
+)
 def test_bad_training_data_is_rejected_before_jit(data, error, message):
     with pytest.raises(error, match=message):
         nnlab.fit(nnlab.get_model("xor-mlp"), data, key=jax.random.key(0), config=SGD)
@@ -122,15 +160,18 @@ def test_wrong_image_shape_is_rejected():
         nnlab.fit(nnlab.get_model("mnist-mlp"), data, key=jax.random.key(0), config=SGD)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("epochs", 0, "epochs: expected a positive integer, got 0"),
-    ("batch_size", -3, "batch_size: expected a positive integer"),
-    ("optimizer", "lbfgs", "optimizer: expected one of"),
-    ("learning_rate", -0.1, "learning_rate: expected a positive number"),
-    ("weight_decay", -1.0, "weight_decay: expected a number >= 0"),
-    ("loss", "hinge", "loss: expected one of"),
-    ("momentum", 1.0, r"momentum: expected a momentum in \[0, 1\), got 1.0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, "epochs: expected a positive integer, got 0"),
+        ("batch_size", -3, "batch_size: expected a positive integer"),
+        ("optimizer", "lbfgs", "optimizer: expected one of"),
+        ("learning_rate", -0.1, "learning_rate: expected a positive number"),
+        ("weight_decay", -1.0, "weight_decay: expected a number >= 0"),
+        ("loss", "hinge", "loss: expected one of"),
+        ("momentum", 1.0, r"momentum: expected a momentum in \[0, 1\), got 1.0"),
+    ],
+)
 def test_bad_config_is_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
         nnlab.TrainConfig(**{field: value})
@@ -151,8 +192,9 @@ def test_linen_and_functional_mlp_train_identically():
     for i, layer in enumerate(r_func.state.params):
         np.testing.assert_allclose(r_linen.state.params[f"dense{i}"]["kernel"], layer["W"].T, rtol=1e-5, atol=1e-6)
     # two different programs: a validation sample whose two outputs tie up to rounding may flip
-    np.testing.assert_allclose([h["val_error"] for h in r_func.history], [h["val_error"] for h in r_linen.history],
-                               rtol=0, atol=1.01 / val.n)
+    np.testing.assert_allclose(
+        [h["val_error"] for h in r_func.history], [h["val_error"] for h in r_linen.history], rtol=0, atol=1.01 / val.n
+    )
 
 
 def test_patience_without_validation_is_an_error():
@@ -177,8 +219,11 @@ def test_divergence_stops_at_that_epoch_and_is_never_best_or_checkpointed(tmp_pa
     finite and overflows the parameters in a later epoch."""
     config = nnlab.TrainConfig(epochs=6, batch_size=None, optimizer="adam", learning_rate=3e38, loss="squared_error")
     ckpt = nnlab.Checkpointer(tmp_path)
-    with pytest.raises(nnlab.train.DivergenceError, match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
-                       r"likely cause: the learning rate 3e\+38 is too large .* Epoch \1 was not kept") as error:
+    with pytest.raises(
+        nnlab.train.DivergenceError,
+        match=r"epoch (\d+): training diverged \(.*(nan|inf|non-finite).*\); "
+        r"likely cause: the learning rate 3e\+38 is too large .* Epoch \1 was not kept",
+    ) as error:
         nnlab.fit(nnlab.get_model("xor-mlp"), XOR, key=jax.random.key(0), config=config, val=XOR, checkpointer=ckpt)
     diverged = int(error.value.args[0].split()[1].rstrip(":"))
     assert diverged >= 2 and ckpt.epochs() == list(range(1, diverged))
@@ -218,8 +263,10 @@ def test_integer_images_are_refused_with_how_to_scale_them(dtype):
     """Finding: integer pixel arrays 0..255 were accepted without scaling."""
     x = (np.arange(4 * 28 * 28) % 256).reshape(4, 28, 28, 1).astype(dtype)
     y = np.arange(4, dtype=np.int32)
-    message = (r"expected floating-point inputs, got shape \(4, 28, 28, 1\) and dtype .* \(values 0 to 255\); "
-               r"scale them first, e.g. x.astype\(np.float32\) / 255")
+    message = (
+        r"expected floating-point inputs, got shape \(4, 28, 28, 1\) and dtype .* \(values 0 to 255\); "
+        r"scale them first, e.g. x.astype\(np.float32\) / 255"
+    )
     with pytest.raises(TypeError, match="train.x: " + message):
         nnlab.fit(nnlab.get_model("mnist-mlp"), nnlab.Dataset(x, y, 10, "train"), key=jax.random.key(0), config=SGD)
     with pytest.raises(TypeError, match="data.x: " + message):
@@ -230,7 +277,10 @@ def test_float64_values_beyond_float32_are_refused():
     """Finding: float64 inputs that overflow float32 (to Inf) were accepted."""
     x = np.zeros((4, 2))
     x[2, 1] = -1e39
-    with pytest.raises(ValueError, match=r"train.x: expected values within float32's range .* got float64 values "
-                                         r"up to 1e\+39 \(first in sample 2\), which would become Inf"):
+    with pytest.raises(
+        ValueError,
+        match=r"train.x: expected values within float32's range .* got float64 values "
+        r"up to 1e\+39 \(first in sample 2\), which would become Inf",
+    ):
         nnlab.fit(nnlab.get_model("xor-mlp"), _bad(x, [0, 1, 0, 1]), key=jax.random.key(0), config=SGD)
     assert nnlab.data.make_dataset(x / 1e10, [0, 1, 0, 1], num_classes=2).x.dtype == np.float32  # in range: fine

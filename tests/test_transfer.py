@@ -37,5 +37,7 @@ def test_frozen_run_resumes_bitwise(tmp_path):
     _frozen_fit(checkpointer=ckpt)
     shutil.rmtree(ckpt.path(4))  # as if killed after epoch 2's checkpoint
     _, resumed = _frozen_fit(checkpointer=ckpt, resume=True)
-    assert nnlab.report.params_sha256(resumed.variables["params"]) == nnlab.report.params_sha256(whole.variables["params"])
+    assert nnlab.report.params_sha256(resumed.variables["params"]) == nnlab.report.params_sha256(
+        whole.variables["params"]
+    )
     assert ckpt.epochs() == [2, 4]

@@ -1,6 +1,6 @@
 """Named run configurations: `get_config(name)` returns the RunConfig the CLI trains."""
 
-from typing import Callable
+from collections.abc import Callable
 
 from .._run import RunConfig
 from . import flax_cnn, mnist_cnn, mnist_mlp, mnist_mlp_best, xor
@@ -12,6 +12,7 @@ CONFIGS: dict[str, Callable[[], RunConfig]] = {
     "flax-cnn": flax_cnn.get_config,
     "mnist-cnn": mnist_cnn.get_config,
 }
+"""Named run configs: name -> a function returning its RunConfig (`nnlab train NAME`)."""
 
 
 def get_config(name: str) -> RunConfig:

@@ -16,7 +16,11 @@ def get_config() -> RunConfig:
         dataset="mnist",
         normalize="none",
         train=TrainConfig(
-            epochs=10, batch_size=128, optimizer="heavy_ball", learning_rate=0.1, momentum=0.9,
+            epochs=10,
+            batch_size=128,
+            optimizer="heavy_ball",
+            learning_rate=0.1,
+            momentum=0.9,
             loss="softmax_cross_entropy",
         ),
     )

@@ -21,8 +21,14 @@ def get_config() -> RunConfig:
         n_val=10_000,
         normalize="global",
         train=TrainConfig(
-            epochs=46, batch_size=128, optimizer="adam", learning_rate=2e-3, schedule="cosine",
-            warmup_epochs=0, loss="softmax_cross_entropy", weight_decay=5e-5,
+            epochs=46,
+            batch_size=128,
+            optimizer="adam",
+            learning_rate=2e-3,
+            schedule="cosine",
+            warmup_epochs=0,
+            loss="softmax_cross_entropy",
+            weight_decay=5e-5,
             augmentation=Augmentation(shift=2.0, rotate=12.0, zoom=0.12),
         ),
     )

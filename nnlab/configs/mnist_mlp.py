@@ -16,8 +16,14 @@ def get_config() -> RunConfig:
         n_val=10_000,
         normalize="per_feature",
         train=TrainConfig(
-            epochs=60, batch_size=128, optimizer="adam", learning_rate=1e-3, schedule="cosine",
-            loss="softmax_cross_entropy", weight_decay=1e-4, patience=15,
+            epochs=60,
+            batch_size=128,
+            optimizer="adam",
+            learning_rate=1e-3,
+            schedule="cosine",
+            loss="softmax_cross_entropy",
+            weight_decay=1e-4,
+            patience=15,
             augmentation=Augmentation(shift=2.0, rotate=10.0, zoom=0.1),
         ),
     )

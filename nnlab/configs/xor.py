@@ -14,7 +14,11 @@ def get_config() -> RunConfig:
         model_kwargs={"activation": "sigmoid"},
         normalize="none",
         train=TrainConfig(
-            epochs=500, batch_size=None, optimizer="heavy_ball", learning_rate=0.5, momentum=0.9,
+            epochs=500,
+            batch_size=None,
+            optimizer="heavy_ball",
+            learning_rate=0.5,
+            momentum=0.9,
             loss="squared_error",
         ),
     )

@@ -40,6 +40,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
+        """Whether any transform is switched on (False for the default Augmentation())."""
         return self != Augmentation()
 
 

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from ..report import file_sha256
+from ..report import file_sha256, write_text
 
 MANIFEST = "SHA256SUMS"
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
@@ -23,8 +23,14 @@ class ChecksumError(ValueError):
     """A data file's SHA-256 differs from the one it should have, or a manifest cannot be read."""
 
 
-def parse_manifest(text: str, *, source: str) -> dict[str, str]:
-    """{file name: lowercase SHA-256} from a manifest's text; `source` names it in errors."""
+def decode_manifest(raw: bytes, *, source: str) -> dict[str, str]:
+    """{file name: lowercase SHA-256} from a manifest's raw bytes (UTF-8 text); `source` names it in errors."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ChecksumError(
+            f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset {e.start}"
+        ) from None
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -42,16 +48,6 @@ def parse_manifest(text: str, *, source: str) -> dict[str, str]:
     return sums
 
 
-def decode_manifest(raw: bytes, *, source: str) -> dict[str, str]:
-    """`parse_manifest` of raw bytes, which must be UTF-8."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ChecksumError(f"{source}: expected a UTF-8 text manifest, got undecodable bytes at offset "
-                            f"{e.start}") from None
-    return parse_manifest(text, source=source)
-
-
 def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
     """The folder's `SHA256SUMS` as {file name: SHA-256} ({} when it has none).
 
@@ -63,29 +59,23 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
     sums = decode_manifest(path.read_bytes(), source=str(path))
     absent = sorted(name for name in sums if not (Path(folder) / name).is_file())
     if absent:
-        raise ChecksumError(f"{path}: lists {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} "
-                            f"not in {folder}; remove the line(s) or restore the file(s)")
+        raise ChecksumError(
+            f"{path}: lists {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} "
+            f"not in {folder}; remove the line(s) or restore the file(s)"
+        )
     return sums
 
 
 def write_manifest(folder: str | os.PathLike, sums: dict[str, str]) -> None:
-    """Writes `SHA256SUMS` in `folder` atomically (a temporary file renamed into place)."""
-    path = Path(folder) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{sums[name]}  {name}\n" for name in sorted(sums)))
-    os.replace(tmp, path)
-
-
-def check_file(path: str | os.PathLike, expected: str, *, source: str) -> None:
-    """Raises `ChecksumError` when the file's SHA-256 is not `expected` (which comes from `source`)."""
-    got = file_sha256(path)
-    if got != expected:
-        raise ChecksumError(f"{path}: SHA-256 mismatch, expected {expected} (from {source}), got {got}; "
-                            f"the file is corrupt or was replaced: fetch it again")
+    """Writes `SHA256SUMS` in `folder` atomically (`report.write_text`)."""
+    write_text(Path(folder) / MANIFEST, "".join(f"{sums[name]}  {name}\n" for name in sorted(sums)))
 
 
 def verify_checksums(folder: str | os.PathLike, files: list[str | os.PathLike], known: dict[str, str]) -> None:
     """Raises `ChecksumError` for the first file whose SHA-256 differs from `known[file name]`."""
     for f in map(Path, files):
-        if f.name in known:
-            check_file(f, known[f.name], source=str(Path(folder) / MANIFEST))
+        if f.name in known and (got := file_sha256(f)) != known[f.name]:
+            raise ChecksumError(
+                f"{f}: SHA-256 mismatch, expected {known[f.name]} (from {Path(folder) / MANIFEST}), "
+                f"got {got}; the file is corrupt or was replaced: fetch it again"
+            )

@@ -26,11 +26,11 @@ class Dataset(NamedTuple):
         """Number of samples."""
         return int(self.x.shape[0])
 
-    def take(self, n: int) -> "Dataset":
+    def take(self, n: int) -> Dataset:
         """The first `n` samples (all when n >= len)."""
         return self._replace(x=self.x[:n], y=self.y[:n])
 
-    def subset(self, indices) -> "Dataset":
+    def subset(self, indices) -> Dataset:
         """The samples at `indices` (an integer array)."""
         idx = np.asarray(indices)
         return self._replace(x=self.x[idx], y=self.y[idx])

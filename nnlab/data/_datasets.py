@@ -26,12 +26,6 @@ from ._published import PUBLISHED
 from ._tfds import load_tfds
 
 
-def _images(a: np.ndarray, path: Path) -> np.ndarray:
-    if a.ndim != 3:
-        raise ValueError(f"{path}: expected images of shape [n, height, width], got shape {a.shape}")
-    return (a.astype(np.float32) / np.float32(255.0))[..., None]
-
-
 def _labels(y: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
     """`y` as int32 class labels, refusing non-integer values (a float 3.7 is not label 3)."""
     if y.ndim != 1:
@@ -45,11 +39,15 @@ def _labels(y: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _pair(x: np.ndarray, y: np.ndarray, px: Path, py: Path, name: str) -> Dataset:
-    labels = _labels(y, py, 10)
+def _split(px: Path, py: Path, name: str) -> Dataset:
+    """The images of `px` (x: [n, h, w, 1] float32 in [0, 1]) with the labels of `py`."""
+    x = read_idx(px)
+    if x.ndim != 3:
+        raise ValueError(f"{px}: expected images of shape [n, height, width], got shape {x.shape}")
+    labels = _labels(read_idx(py), py, 10)
     if x.shape[0] != labels.shape[0]:
         raise ValueError(f"{px} holds {x.shape[0]} images but {py} holds {labels.shape[0]} labels; they must agree")
-    return Dataset(x, labels, 10, name)
+    return Dataset((x.astype(np.float32) / np.float32(255.0))[..., None], labels, 10, name)
 
 
 def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bool = True) -> tuple[Dataset, Dataset]:
@@ -66,27 +64,19 @@ def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bo
         raise DataNotFoundError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
     if verify:
         verify_checksums(folder, list(paths.values()), read_manifest(folder))
-    arrays = {k: read_idx(p) for k, p in paths.items()}
-    train = _pair(_images(arrays["train_x"], paths["train_x"]), arrays["train_y"], paths["train_x"], paths["train_y"],
-                  f"{name}-train")
-    test = _pair(_images(arrays["test_x"], paths["test_x"]), arrays["test_y"], paths["test_x"], paths["test_y"],
-                 f"{name}-test")
-    return train, test
-
-
-def _check_name(name: str) -> None:
-    if name not in PUBLISHED:
-        raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
+    return tuple(_split(paths[f"{s}_x"], paths[f"{s}_y"], f"{name}-{s}") for s in ("train", "test"))
 
 
 def find(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
     """The first folder that holds the four IDX files of `name` (see the module's search order), or None."""
-    _check_name(name)
+    if name not in PUBLISHED:
+        raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
     return next((folder for folder in search_folders(name, data_dir) if holds_set(folder)), None)
 
 
-def locate(name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True,
-           mirror: str | None = None) -> Path:
+def locate(
+    name: str, data_dir: str | os.PathLike | None = None, *, download_missing: bool = True, mirror: str | None = None
+) -> Path:
     """The folder holding `name`: found on disk, else (without `data_dir`) downloaded.
 
     An explicit `data_dir` that does not hold the set raises `DataNotFoundError`.
@@ -97,16 +87,25 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, *, download_mis
     looked = " or ".join(str(p) for p in search_folders(name, data_dir))
     stems = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
     if data_dir is not None:
-        raise DataNotFoundError(f"{name}: data_dir {data_dir} does not hold the data: looked for {stems} in {looked}; "
-                                f"`nnlab data download {name} --data-dir {data_dir}` fetches it there")
+        raise DataNotFoundError(
+            f"{name}: data_dir {data_dir} does not hold the data: looked for {stems} in {looked}; "
+            f"`nnlab data download {name} --data-dir {data_dir}` fetches it there"
+        )
     if not download_missing:
-        raise DataNotFoundError(f"{name}: not found: looked for {stems} in {looked}; "
-                                f"`nnlab data download {name}` fetches it")
+        raise DataNotFoundError(
+            f"{name}: not found: looked for {stems} in {looked}; `nnlab data download {name}` fetches it"
+        )
     return download(name, mirror=mirror)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-                 download: bool = True, mirror: str | None = None) -> tuple[Dataset, Dataset]:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    verify: bool = True,
+    download: bool = True,
+    mirror: str | None = None,
+) -> tuple[Dataset, Dataset]:
     """(train, test) for `name` in {'mnist', 'fashion-mnist'}: found on disk, else downloaded.
 
     `download=False` never touches the network; `mirror` is a base URL tried first (see `download`).
@@ -146,20 +145,29 @@ def verify_folder(name: str, data_dir: str | os.PathLike | None = None) -> list[
     return rows
 
 
-def mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-          download: bool = True) -> tuple[Dataset, Dataset]:
+def mnist(
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True
+) -> tuple[Dataset, Dataset]:
     """MNIST digits as (train [60000], test [10000]); x: [n, 28, 28, 1] float32 in [0, 1]."""
     return load_dataset("mnist", data_dir, verify=verify, download=download)
 
 
-def fashion_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True,
-                  download: bool = True) -> tuple[Dataset, Dataset]:
+def fashion_mnist(
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True
+) -> tuple[Dataset, Dataset]:
     """Fashion-MNIST as (train [60000], test [10000]); same layout as `mnist`."""
     return load_dataset("fashion-mnist", data_dir, verify=verify, download=download)
 
 
-def load(name: str, split: str = "train", *, source: str = "idx", data_dir: str | os.PathLike | None = None,
-         download: bool = True, mirror: str | None = None) -> Dataset:
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    source: str = "idx",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    mirror: str | None = None,
+) -> Dataset:
     """One split of a data set as a `Dataset` (images x: [n, height, width, channels] float32 in [0, 1]).
 
     source='idx': 'mnist' or 'fashion-mnist' from IDX files (found on disk or downloaded, see

@@ -24,8 +24,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from ..report import file_sha256
 from ._checksums import MANIFEST, ChecksumError, decode_manifest, write_manifest
@@ -91,12 +92,6 @@ def offline() -> bool:
     return os.environ.get("NNLAB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
-def _check_mirror(mirror: str) -> str:
-    if not mirror.startswith(_SCHEMES):
-        raise ValueError(f"mirror: expected a base URL starting with {', '.join(_SCHEMES)}, got {mirror!r}")
-    return mirror.rstrip("/")
-
-
 def _open(url: str, *, start: int, timeout: float):
     """The response to GET `url` from byte `start` on; raises `_Failure`."""
     headers = {"User-Agent": "nnlab"}
@@ -106,13 +101,15 @@ def _open(url: str, *, start: int, timeout: float):
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
-        raise _Failure(f"HTTP {e.code} {e.reason}", retry=e.code >= 500 or e.code in _RETRY_STATUS,
-                       missing=e.code == 404) from None
+        raise _Failure(
+            f"HTTP {e.code} {e.reason}", retry=e.code >= 500 or e.code in _RETRY_STATUS, missing=e.code == 404
+        ) from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, (TimeoutError, ConnectionResetError)):
             raise _Failure(_describe(e.reason, timeout), retry=True) from None
-        raise _Failure(str(getattr(e.reason, "strerror", None) or e.reason),
-                       missing=isinstance(e.reason, FileNotFoundError)) from None
+        raise _Failure(
+            str(getattr(e.reason, "strerror", None) or e.reason), missing=isinstance(e.reason, FileNotFoundError)
+        ) from None
     except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
         raise _Failure(_describe(e, timeout), retry=True) from None
 
@@ -152,8 +149,7 @@ def _stream(url: str, part: Path, *, size: int | None, timeout: float, bar: _Bar
             raise _Failure(f"connection closed after {have} of {total} bytes", retry=True)
 
 
-def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff: float,
-           progress: bool | None) -> None:
+def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff: float, progress: bool | None) -> None:
     """Downloads `source.url` into `part`, retrying and resuming; checks its SHA-256; raises `_Failure`."""
     part.unlink(missing_ok=True)
     bar = _Bar(part.name[1:-5], source.size, progress)
@@ -173,8 +169,9 @@ def _fetch(source: _Source, part: Path, *, timeout: float, retries: int, backoff
     got = file_sha256(part)
     if got != source.sha256:
         part.unlink()
-        raise _Failure(f"SHA-256 mismatch: expected {source.sha256} ({source.checked_against}), got {got}",
-                       wrong_file=True)
+        raise _Failure(
+            f"SHA-256 mismatch: expected {source.sha256} ({source.checked_against}), got {got}", wrong_file=True
+        )
 
 
 def _mirror_manifest(base: str, name: str, *, timeout: float) -> dict[str, str] | None:
@@ -202,15 +199,10 @@ def _mirror_manifest(base: str, name: str, *, timeout: float) -> dict[str, str] 
 def _sources(name: str, file: str, mirror: str | None, mirror_sums: dict[str, str] | None) -> list[_Source]:
     """Every place `file` may come from, in the order tried."""
     published = next(f for f in PUBLISHED[name].files if f.name == file)
-    out = []
-    if mirror is not None:
-        if mirror_sums is not None and file in mirror_sums:
-            out.append(_Source(f"{mirror}/{name}/{file}", mirror_sums[file], None, f"{mirror}/{name}/{MANIFEST}"))
-        else:
-            out.append(_Source(f"{mirror}/{name}/{file}", published.sha256, published.size, "the published file"))
-    if not offline():
-        out += [_Source(base + file, published.sha256, published.size, "the published file")
-                for base in PUBLISHED[name].mirrors]
+    bases = ([] if mirror is None else [f"{mirror}/{name}/"]) + ([] if offline() else list(PUBLISHED[name].mirrors))
+    out = [_Source(base + file, published.sha256, published.size, "the published file") for base in bases]
+    if mirror_sums is not None and file in mirror_sums:  # the user's mirror (first) lists its own hash of the file
+        out[0] = _Source(out[0].url, mirror_sums[file], None, f"{mirror}/{name}/{MANIFEST}")
     return out
 
 
@@ -221,8 +213,10 @@ def _locked(folder: Path, name: str) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         f = open(folder / ".lock", "a")
     except OSError as e:
-        raise DataNotFoundError(f"{name}: cannot write to {folder} to download into it ({e.strerror}); "
-                                f"set NNLAB_DATA_DIR to a writable folder") from None
+        raise DataNotFoundError(
+            f"{name}: cannot write to {folder} to download into it ({e.strerror}); "
+            f"set NNLAB_DATA_DIR to a writable folder"
+        ) from None
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,39 +241,16 @@ def _present(folder: Path, name: str) -> dict[str, str]:
     return good
 
 
-def _failure_message(name: str, folder: Path, looked: list[Path], file: str, tried: list[tuple[str, str]]) -> str:
-    where = " or ".join(str(p) for p in looked)
-    if tried:
-        failed = "; ".join(f"{url}: {reason}" for url, reason in tried)
-        got = f"no mirror delivered {file} ({failed})"
-    else:
-        got = "downloads are off (NNLAB_OFFLINE=1 and no NNLAB_DATA_MIRROR)"
-    files = ", ".join(f.name for f in PUBLISHED[name].files)
-    return (f"{name}: not found in {where}, and {got}. To provide the files by hand, put {files} into "
-            f"{folder}/ (or set NNLAB_DATA_DIR to a folder holding {name}/, or NNLAB_DATA_MIRROR to a mirror URL)")
-
-
-def _fetch_into(folder: Path, file: str, sources: list[_Source],
-                **kwargs) -> tuple[_Source | None, list[tuple[str, str, bool]]]:
-    """Tries `sources` in order until one delivers `file` into `folder`: (that source or None, the
-    failures before it as (url, reason, wrong_file))."""
-    failures = []
-    for source in sources:
-        part = folder / f".{file}.part"
-        try:
-            _fetch(source, part, **kwargs)
-        except _Failure as e:
-            failures.append((source.url, str(e), e.wrong_file))
-            continue
-        os.replace(part, folder / file)
-        print(f"nnlab: {file} ({(folder / file).stat().st_size:,} bytes) from {source.url}, SHA-256 checked "
-              f"against {source.checked_against}", file=sys.stderr)
-        return source, failures
-    return None, failures
-
-
-def download(name: str, data_dir: str | os.PathLike | None = None, *, mirror: str | None = None,
-             timeout: float = 30.0, retries: int = 3, backoff: float = 1.0, progress: bool | None = None) -> Path:
+def download(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirror: str | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    progress: bool | None = None,
+) -> Path:
     """Fetches the files of `name` ('mnist' or 'fashion-mnist') that `<root>/<name>/` lacks; returns that folder.
 
     root: `data_dir`, else `$NNLAB_DATA_DIR`, else `~/.cache/nnlab`. `mirror` (default
@@ -292,7 +263,10 @@ def download(name: str, data_dir: str | os.PathLike | None = None, *, mirror: st
     if name not in PUBLISHED:
         raise ValueError(f"name: expected one of {sorted(PUBLISHED)}, got {name!r}")
     mirror = mirror if mirror is not None else os.environ.get("NNLAB_DATA_MIRROR") or None
-    mirror = _check_mirror(mirror) if mirror is not None else None
+    if mirror is not None:
+        if not mirror.startswith(_SCHEMES):
+            raise ValueError(f"mirror: expected a base URL starting with {', '.join(_SCHEMES)}, got {mirror!r}")
+        mirror = mirror.rstrip("/")
     folder = data_root(data_dir) / name
     if folder.is_dir() and len(_present(folder, name)) == len(PUBLISHED[name].files):
         return folder
@@ -306,13 +280,35 @@ def download(name: str, data_dir: str | os.PathLike | None = None, *, mirror: st
             except _Failure as e:
                 manifest_failure, mirror = [(f"{mirror}/{name}/{MANIFEST}", str(e), False)], None
         for file in missing:
-            source, failures = _fetch_into(folder, file, _sources(name, file, mirror, mirror_sums), timeout=timeout,
-                                           retries=retries, backoff=backoff, progress=progress)
-            if source is None:
-                failures = manifest_failure + failures
-                looked = [folder] if data_dir is not None else search_folders(name)
-                message = _failure_message(name, folder, looked, file, [(url, why) for url, why, _ in failures])
-                raise (ChecksumError if any(wrong for *_, wrong in failures) else DownloadError)(message)
-            good[file] = source.sha256
-            write_manifest(folder, good)
+            failures = list(manifest_failure)  # (url, reason, whether it sent wrong bytes)
+            for source in _sources(name, file, mirror, mirror_sums):  # in order until one delivers
+                part = folder / f".{file}.part"
+                try:
+                    _fetch(source, part, timeout=timeout, retries=retries, backoff=backoff, progress=progress)
+                except _Failure as e:
+                    failures.append((source.url, str(e), e.wrong_file))
+                    continue
+                os.replace(part, folder / file)
+                print(
+                    f"nnlab: {file} ({(folder / file).stat().st_size:,} bytes) from {source.url}, SHA-256 checked "
+                    f"against {source.checked_against}",
+                    file=sys.stderr,
+                )
+                good[file] = source.sha256
+                write_manifest(folder, good)
+                break
+            else:
+                where = " or ".join(str(p) for p in ([folder] if data_dir is not None else search_folders(name)))
+                got = (
+                    f"no mirror delivered {file} ({'; '.join(f'{url}: {why}' for url, why, _ in failures)})"
+                    if failures
+                    else "downloads are off (NNLAB_OFFLINE=1 and no NNLAB_DATA_MIRROR)"
+                )
+                files = ", ".join(f.name for f in PUBLISHED[name].files)
+                error = ChecksumError if any(wrong for *_, wrong in failures) else DownloadError
+                raise error(
+                    f"{name}: not found in {where}, and {got}. To provide the files by hand, put {files} into "
+                    f"{folder}/ (or set NNLAB_DATA_DIR to a folder holding {name}/, or NNLAB_DATA_MIRROR to a "
+                    f"mirror URL)"
+                )
     return folder

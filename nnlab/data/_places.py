@@ -25,11 +25,8 @@ class DataNotFoundError(FileNotFoundError):
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder that holds one subfolder per data set (absolute)."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser().absolute()
-    if os.environ.get("NNLAB_DATA_DIR"):
-        return Path(os.environ["NNLAB_DATA_DIR"]).expanduser().absolute()
-    return Path.home() / ".cache" / "nnlab"
+    root = data_dir if data_dir is not None else os.environ.get("NNLAB_DATA_DIR") or None
+    return Path(root).expanduser().absolute() if root is not None else Path.home() / ".cache" / "nnlab"
 
 
 def search_folders(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -46,10 +43,7 @@ def search_folders(name: str, data_dir: str | os.PathLike | None = None) -> list
 
 def idx_file(folder: Path, stem: str) -> Path | None:
     """`folder/stem` or `folder/stem.gz`, whichever exists (raw first), else None."""
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((f for f in (folder / stem, folder / f"{stem}.gz") if f.is_file()), None)
 
 
 def holds_set(folder: Path) -> bool:

@@ -64,15 +64,20 @@ class Scenes(NamedTuple):
         """The scenes as a `Dataset` for `nnlab.fit`: x = images, y = the `targets()` pytree."""
         return Dataset(self.images, self.targets(), self.num_classes, self.name)
 
-    def take(self, n: int) -> "Scenes":
+    def take(self, n: int) -> Scenes:
         """The first `n` scenes (all when n >= len)."""
         return self.subset(np.arange(min(n, self.n)))
 
-    def subset(self, indices) -> "Scenes":
+    def subset(self, indices) -> Scenes:
         """The scenes at `indices` (an integer array)."""
         idx = np.asarray(indices)
-        return self._replace(images=self.images[idx], boxes=self.boxes[idx], labels=self.labels[idx],
-                             valid=self.valid[idx], instances=self.instances[idx])
+        return self._replace(
+            images=self.images[idx],
+            boxes=self.boxes[idx],
+            labels=self.labels[idx],
+            valid=self.valid[idx],
+            instances=self.instances[idx],
+        )
 
 
 def _resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -96,7 +101,7 @@ def _object_patch(img: np.ndarray, size: float, threshold: float) -> np.ndarray:
     """The item cropped to its strokes (pixels >= threshold), scaled so its longer side is `size` px,
     with the pixels below `threshold` set to zero: [h, w] float32."""
     rows, cols = np.nonzero(img >= threshold)
-    crop = img[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = img[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     f = size / max(crop.shape)
     out = _resize(crop, max(1, round(crop.shape[0] * f)), max(1, round(crop.shape[1] * f)))
     return np.where(out >= threshold, out, np.float32(0)).astype(np.float32)
@@ -117,10 +122,22 @@ def _scene_rngs(key: jax.Array, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(np.random.SeedSequence(words, spawn_key=(i,))) for i in range(n)]
 
 
-def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[int, int] = 128,
-                min_objects: int = 1, max_objects: int = 5, min_size: float = 20.0, max_size: float = 60.0,
-                max_iou: float = 0.2, threshold: float = 0.3, tries: int = 20,
-                class_names: tuple[str, ...] | None = None, name: str = "scenes") -> Scenes:
+def make_scenes(
+    source: Dataset,
+    n: int,
+    *,
+    key: jax.Array,
+    canvas: int | tuple[int, int] = 128,
+    min_objects: int = 1,
+    max_objects: int = 5,
+    min_size: float = 20.0,
+    max_size: float = 60.0,
+    max_iou: float = 0.2,
+    threshold: float = 0.3,
+    tries: int = 20,
+    class_names: tuple[str, ...] | None = None,
+    name: str = "scenes",
+) -> Scenes:
     """`n` scenes of items from `source` (x: [m, 28, 28, 1] in [0, 1]) on a black canvas.
 
     Each scene draws a count in [min_objects, max_objects], then places items one after another:
@@ -143,8 +160,10 @@ def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[
     if max_objects < min_objects or max_objects > 255:
         raise ValueError(f"max_objects: expected an integer in [min_objects={min_objects}, 255], got {max_objects!r}")
     if not 0 < min_size <= max_size <= min(height, width):
-        raise ValueError(f"min_size, max_size: expected 0 < min_size <= max_size <= canvas side {min(height, width)}, "
-                         f"got {min_size!r}, {max_size!r}")
+        raise ValueError(
+            f"min_size, max_size: expected 0 < min_size <= max_size <= canvas side {min(height, width)}, "
+            f"got {min_size!r}, {max_size!r}"
+        )
     if not 0 < threshold < 1:
         raise ValueError(f"threshold: expected a gray level in (0, 1), got {threshold!r}")
     if source.x.ndim != 4 or source.x.shape[-1] != 1:
@@ -173,25 +192,27 @@ def make_scenes(source: Dataset, n: int, *, key: jax.Array, canvas: int | tuple[
             strokes = patch > 0
             rows, cols = np.nonzero(strokes)
             box = np.array([x + cols.min(), y + rows.min(), x + cols.max() + 1, y + rows.max() + 1], np.float32)
-            region = instances[i, y:y + ph, x:x + pw]
+            region = instances[i, y : y + ph, x : x + pw]
             if np.any(region[strokes]) or any(_box_iou(box, b) > max_iou for b in boxes[i, :k]):
                 continue
             region[strokes] = k + 1
-            images[i, y:y + ph, x:x + pw, 0] += patch
+            images[i, y : y + ph, x : x + pw, 0] += patch
             boxes[i, k], labels[i, k], valid[i, k] = box, source.y[index], True
             k += 1
     return Scenes(images, boxes, labels, valid, instances, source.num_classes, names, name)
 
 
-def mnist_scenes(n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None,
-                 **options) -> Scenes:
+def mnist_scenes(
+    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options
+) -> Scenes:
     """`make_scenes` from MNIST's training digits (split='train') or its test digits (split='test'),
     so that test scenes share no digit image with training scenes. Options as `make_scenes`."""
     return _scenes_from(mnist, "mnist", MNIST_CLASSES, n, key, split, data_dir, options)
 
 
-def fashion_mnist_scenes(n: int, *, key: jax.Array, split: str = "train",
-                         data_dir: str | os.PathLike | None = None, **options) -> Scenes:
+def fashion_mnist_scenes(
+    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options
+) -> Scenes:
     """`make_scenes` from Fashion-MNIST items (gray threshold 0.05 by default: clothing has dark
     regions inside the object). Options as `make_scenes`."""
     options.setdefault("threshold", 0.05)

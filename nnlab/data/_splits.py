@@ -25,11 +25,9 @@ def train_val_test(train: Dataset, test: Dataset, *, n_val: int, key: jax.Array)
     `n_val=0` gives an empty validation set (training without early stopping).
     """
     if not isinstance(n_val, (int, np.integer)) or not 0 <= n_val < train.n:
-        raise ValueError(f"n_val: expected an integer in [0, {train.n - 1}] for {train.n} training samples, got {n_val!r}")
+        raise ValueError(
+            f"n_val: expected an integer in [0, {train.n - 1}] for {train.n} training samples, got {n_val!r}"
+        )
     order = np.asarray(jax.random.permutation(key, train.n))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return Splits(
-        train.subset(train_idx),
-        train.subset(val_idx)._replace(name=f"{train.name}-val"),
-        test,
-    )
+    return Splits(train.subset(train_idx), train.subset(val_idx)._replace(name=f"{train.name}-val"), test)

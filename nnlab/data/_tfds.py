@@ -16,23 +16,20 @@ from ._dataset import Dataset
 from ._places import DataNotFoundError
 
 
-def _tfds():
-    try:
-        import tensorflow_datasets as tfds  # the optional extra nnlab[tfds]
-    except ImportError:
-        raise ModuleNotFoundError("source='tfds' needs tensorflow-datasets: pip install 'nnlab[tfds]'") from None
-    return tfds
-
-
 def _keys(tfds, name: str, info) -> tuple[str, str, int]:
     """(image feature, label feature, number of classes) of an image-classification set."""
     image_key, label_key = info.supervised_keys or ("image", "label")
     features = info.features
-    if (image_key not in features or label_key not in features
-            or not isinstance(features[image_key], tfds.features.Image)
-            or not isinstance(features[label_key], tfds.features.ClassLabel)):
-        raise ValueError(f"name: expected an image-classification set (an Image and a ClassLabel feature), "
-                         f"got {name!r} with features {sorted(features)}")
+    if (
+        image_key not in features
+        or label_key not in features
+        or not isinstance(features[image_key], tfds.features.Image)
+        or not isinstance(features[label_key], tfds.features.ClassLabel)
+    ):
+        raise ValueError(
+            f"name: expected an image-classification set (an Image and a ClassLabel feature), "
+            f"got {name!r} with features {sorted(features)}"
+        )
     shape = features[image_key].shape
     if any(d is None for d in shape):
         raise ValueError(f"name: expected images of one fixed shape, got {name!r} with image shape {shape}")
@@ -46,13 +43,17 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | os.PathLike | 
     [0, num_classes); `split` takes tfds's syntax ('train', 'test[:10%]', ...). Raises
     `DataNotFoundError` when the set is not prepared in `data_dir` (tfds's default when None).
     """
-    tfds = _tfds()
+    try:
+        import tensorflow_datasets as tfds  # the optional extra nnlab[tfds]
+    except ImportError:
+        raise ModuleNotFoundError("source='tfds' needs tensorflow-datasets: pip install 'nnlab[tfds]'") from None
     tfds_name = name.replace("-", "_")
     try:
         builder = tfds.builder(tfds_name, data_dir=data_dir, try_gcs=False)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"name: expected a tensorflow-datasets set, got {name!r} (`tfds.list_builders()` "
-                         f"lists them)") from None
+        raise ValueError(
+            f"name: expected a tensorflow-datasets set, got {name!r} (`tfds.list_builders()` lists them)"
+        ) from None
     image_key, label_key, num_classes = _keys(tfds, tfds_name, builder.info)
     try:
         source = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False, try_gcs=False)
@@ -60,7 +61,8 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | os.PathLike | 
         raise DataNotFoundError(
             f"{name}: tensorflow-datasets has no prepared {tfds_name!r} in {builder.data_dir} readable without "
             f"TensorFlow; prepare it with `tfds build {tfds_name} --file_format=array_record` (needs TensorFlow) "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     n = len(source)
     if n == 0:
         raise DataNotFoundError(f"{name}: split {split!r} of tensorflow-datasets' {tfds_name!r} is empty")

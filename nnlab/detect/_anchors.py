@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +11,9 @@ import numpy as np
 from .._checks import check_positive
 
 
-def anchor_grid(feature_shape: tuple[int, int], *, stride: int, scales: Sequence[float],
-                ratios: Sequence[float]) -> jax.Array:
+def anchor_grid(
+    feature_shape: tuple[int, int], *, stride: int, scales: Sequence[float], ratios: Sequence[float]
+) -> jax.Array:
     """All anchors of a feature map of `feature_shape` = (h, w) whose cells are `stride` pixels apart.
 
     Every cell (row i, column j) gets A = len(scales) * len(ratios) anchors centred on the cell's

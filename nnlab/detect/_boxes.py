@@ -6,7 +6,7 @@ Pure jnp functions with static shapes: they jit, vmap and differentiate.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -7,14 +7,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 _INSTALL = 'pip install -e ".[detect]"'
 # COCOeval.stats, in its order
-_STATS = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100", "ar_small",
-          "ar_medium", "ar_large")
+_STATS = (
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
+)
 
 
 def _pycocotools():
@@ -39,8 +51,9 @@ def _rle(masks: np.ndarray) -> list[dict]:
 def _check_padded(boxes, valid, name: str) -> tuple[np.ndarray, np.ndarray]:
     boxes, valid = np.asarray(boxes, np.float64), np.asarray(valid, bool)
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or valid.shape != boxes.shape[:2]:
-        raise ValueError(f"{name}: expected boxes [n, k, 4] and valid [n, k], got shapes {boxes.shape} and "
-                         f"{valid.shape}")
+        raise ValueError(
+            f"{name}: expected boxes [n, k, 4] and valid [n, k], got shapes {boxes.shape} and {valid.shape}"
+        )
     return boxes, valid
 
 
@@ -48,8 +61,9 @@ def _xywh(box: np.ndarray) -> list[float]:
     return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
 
 
-def coco_ground_truth(boxes, labels, valid, *, height: int, width: int, masks=None,
-                      class_names: Sequence[str] | None = None) -> dict:
+def coco_ground_truth(
+    boxes, labels, valid, *, height: int, width: int, masks=None, class_names: Sequence[str] | None = None
+) -> dict:
     """A COCO data set dict from padded ground truth: boxes [n, k, 4] (x1, y1, x2, y2), labels [n, k]
     in [0, C), valid [n, k], masks [n, k, height, width] bool or None.
 
@@ -64,10 +78,16 @@ def coco_ground_truth(boxes, labels, valid, *, height: int, width: int, masks=No
     for i in range(boxes.shape[0]):
         idx = np.nonzero(valid[i])[0]
         rles = _rle(np.asarray(masks[i])[idx]) if masks is not None else [None] * len(idx)
-        for j, rle in zip(idx, rles):
+        for j, rle in zip(idx, rles, strict=True):
             box = _xywh(boxes[i, j])
-            ann = {"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(labels[i, j]) + 1, "bbox": box,
-                   "area": box[2] * box[3], "iscrowd": 0}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": i + 1,
+                "category_id": int(labels[i, j]) + 1,
+                "bbox": box,
+                "area": box[2] * box[3],
+                "iscrowd": 0,
+            }
             if rle is not None:
                 ann["segmentation"] = rle
                 ann["area"] = float(np.asarray(masks[i][j]).sum())
@@ -89,9 +109,13 @@ def coco_results(boxes, scores, labels, valid, *, masks=None) -> list[dict]:
     for i in range(boxes.shape[0]):
         idx = np.nonzero(valid[i])[0]
         rles = _rle(np.asarray(masks[i])[idx]) if masks is not None else [None] * len(idx)
-        for j, rle in zip(idx, rles):
-            res = {"image_id": i + 1, "category_id": int(labels[i, j]) + 1, "bbox": _xywh(boxes[i, j]),
-                   "score": float(scores[i, j])}
+        for j, rle in zip(idx, rles, strict=True):
+            res = {
+                "image_id": i + 1,
+                "category_id": int(labels[i, j]) + 1,
+                "bbox": _xywh(boxes[i, j]),
+                "score": float(scores[i, j]),
+            }
             if rle is not None:
                 res["segmentation"] = rle
             results.append(res)
@@ -118,19 +142,29 @@ def coco_evaluate(ground_truth: dict, results: list[dict], *, iou_type: str = "b
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return {k: float(v) for k, v in zip(_STATS, evaluation.stats)}
+    return {k: float(v) for k, v in zip(_STATS, evaluation.stats, strict=True)}
 
 
-def coco_scores(gt_boxes, gt_labels, gt_valid, detections, *, height: int, width: int, gt_masks=None,
-                class_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+def coco_scores(
+    gt_boxes,
+    gt_labels,
+    gt_valid,
+    detections,
+    *,
+    height: int,
+    width: int,
+    gt_masks=None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
     """A detector's `Detections` on n images scored against padded ground truth (gt_boxes [n, k, 4],
     gt_labels [n, k], gt_valid [n, k], gt_masks [n, k, height, width] bool or None):
     {'bbox': coco_evaluate's numbers for the boxes} plus 'segm' for the masks when both the
     detections and the ground truth have masks (detection masks pasted with `paste_masks`)."""
     from ._masks import paste_masks
 
-    gt = coco_ground_truth(gt_boxes, gt_labels, gt_valid, height=height, width=width, masks=gt_masks,
-                           class_names=class_names)
+    gt = coco_ground_truth(
+        gt_boxes, gt_labels, gt_valid, height=height, width=width, masks=gt_masks, class_names=class_names
+    )
     boxes, scores, labels, valid = (np.asarray(a) for a in detections[:4])
     out = {"bbox": coco_evaluate(gt, coco_results(boxes, scores, labels, valid))}
     if gt_masks is not None and detections.masks is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -72,10 +73,10 @@ class Detector(NamedTuple):
             del train, key
             return self.detect(variables, images), {}
 
-        def objective(variables: Variables, images: jax.Array, targets, *, train: bool,
-                      key: jax.Array | None = None):
-            loss, updates = self.objective(variables, images, targets, train=train,
-                                           key=jax.random.key(0) if key is None else key)
+        def objective(variables: Variables, images: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
+            loss, updates = self.objective(
+                variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
+            )
             return loss, None, updates
 
         return Model(self.init, apply, None, self.name, objective)

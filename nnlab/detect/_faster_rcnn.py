@@ -10,9 +10,9 @@ and sampling the RoIs all happen inside it, so it jits and the trainer sees a pl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -100,8 +100,20 @@ class FasterRCNNConfig:
     def __post_init__(self):
         for name in ("backbone", "anchor_scales", "anchor_ratios", "head_widths", "box_coder_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # hashable, whatever sequence was given
-        for name in ("num_classes", "rpn_width", "rpn_samples", "pre_nms", "proposals_train", "proposals_test",
-                     "roi_size", "roi_samples", "mask_roi_size", "mask_width", "max_detections", "convs_per_stage"):
+        for name in (
+            "num_classes",
+            "rpn_width",
+            "rpn_samples",
+            "pre_nms",
+            "proposals_train",
+            "proposals_test",
+            "roi_size",
+            "roi_samples",
+            "mask_roi_size",
+            "mask_width",
+            "max_detections",
+            "convs_per_stage",
+        ):
             check_positive(getattr(self, name), name=name, integer=True)
         if not self.backbone:
             raise ValueError(f"backbone: expected at least one stage width, got {self.backbone!r}")
@@ -111,8 +123,9 @@ class FasterRCNNConfig:
             raise ValueError(f"box_loss: expected 'l2' or 'smooth_l1', got {self.box_loss!r}")
         strides = [2 ** (i + 1) for i in range(len(self.backbone))]
         if self.mask_stride not in strides:
-            raise ValueError(f"mask_stride: expected the stride of a backbone stage {strides}, "
-                             f"got {self.mask_stride!r}")
+            raise ValueError(
+                f"mask_stride: expected the stride of a backbone stage {strides}, got {self.mask_stride!r}"
+            )
         for name in ("rpn_positive_fraction", "roi_positive_fraction"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name}: expected a fraction in (0, 1], got {getattr(self, name)!r}")
@@ -215,14 +228,23 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1).astype(values.dtype)
 
 
-def _rpn_loss(c: FasterRCNNConfig, anchors: jax.Array, logits: jax.Array, deltas: jax.Array, gt_boxes: jax.Array,
-              gt_valid: jax.Array, key: jax.Array) -> jax.Array:
+def _rpn_loss(
+    c: FasterRCNNConfig,
+    anchors: jax.Array,
+    logits: jax.Array,
+    deltas: jax.Array,
+    gt_boxes: jax.Array,
+    gt_valid: jax.Array,
+    key: jax.Array,
+) -> jax.Array:
     """One image's RPN loss: objectness BCE over the sampled anchors + rpn_box_weight * box loss
     of the positives, both divided by the number of sampled anchors."""
-    positive, negative, index = label_anchors(anchors, gt_boxes, gt_valid, positive_iou=c.rpn_positive_iou,
-                                              negative_iou=c.rpn_negative_iou)
-    picked, is_positive, valid = sample_balanced(key, positive, negative, num_samples=c.rpn_samples,
-                                                 positive_fraction=c.rpn_positive_fraction)
+    positive, negative, index = label_anchors(
+        anchors, gt_boxes, gt_valid, positive_iou=c.rpn_positive_iou, negative_iou=c.rpn_negative_iou
+    )
+    picked, is_positive, valid = sample_balanced(
+        key, positive, negative, num_samples=c.rpn_samples, positive_fraction=c.rpn_positive_fraction
+    )
     bce = optax.sigmoid_binary_cross_entropy(logits[picked], is_positive.astype(jnp.float32))
     target = encode_boxes(gt_boxes[index[picked]], anchors[picked])
     box = _box_loss(deltas[picked], target, c.box_loss)
@@ -231,8 +253,9 @@ def _rpn_loss(c: FasterRCNNConfig, anchors: jax.Array, logits: jax.Array, deltas
     return (objectness + c.rpn_box_weight * jnp.sum(jnp.where(valid & is_positive, box, 0.0))) / count
 
 
-def _proposals(c: FasterRCNNConfig, anchors: jax.Array, height: int, width: int, keep: int, logits: jax.Array,
-               deltas: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _proposals(
+    c: FasterRCNNConfig, anchors: jax.Array, height: int, width: int, keep: int, logits: jax.Array, deltas: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One image's proposals: anchors moved by their deltas and clipped to the image, the best
     pre_nms by objectness, NMS at rpn_nms_iou -> boxes [keep, 4], objectness [keep], valid [keep]."""
     boxes = clip_boxes(decode_boxes(deltas, anchors), height, width)
@@ -255,8 +278,9 @@ def _mask_targets(c: FasterRCNNConfig, instances: jax.Array, boxes: jax.Array, g
     return jax.vmap(one)(boxes, gt_index) >= 0.5
 
 
-def _head_loss(c: FasterRCNNConfig, class_logits: jax.Array, box_deltas: jax.Array, s: dict,
-               gt_boxes: jax.Array) -> jax.Array:
+def _head_loss(
+    c: FasterRCNNConfig, class_logits: jax.Array, box_deltas: jax.Array, s: dict, gt_boxes: jax.Array
+) -> jax.Array:
     """Fast R-CNN's head loss per image: cross-entropy over the sampled RoIs + box_weight * box loss
     of the positive RoIs' deltas for their own class, both divided by the number of RoIs.
     class_logits: [b, R, C + 1], box_deltas: [b, R, C, 4] -> [b]"""
@@ -267,8 +291,9 @@ def _head_loss(c: FasterRCNNConfig, class_logits: jax.Array, box_deltas: jax.Arr
     pred = jnp.take_along_axis(box_deltas, jnp.maximum(s["classes"] - 1, 0)[:, :, None, None], axis=2)[:, :, 0]
     box = _box_loss(pred, target, c.box_loss)
     count = jnp.maximum(jnp.sum(s["valid"], axis=1), 1).astype(jnp.float32)
-    return (jnp.sum(jnp.where(s["valid"], ce, 0.0), axis=1) + c.box_weight * jnp.sum(jnp.where(positive, box, 0.0),
-                                                                                      axis=1)) / count
+    return (
+        jnp.sum(jnp.where(s["valid"], ce, 0.0), axis=1) + c.box_weight * jnp.sum(jnp.where(positive, box, 0.0), axis=1)
+    ) / count
 
 
 def _losses(module: FasterRCNN, images: jax.Array, targets: dict, key: jax.Array, train: bool) -> jax.Array:
@@ -288,17 +313,28 @@ def _losses(module: FasterRCNN, images: jax.Array, targets: dict, key: jax.Array
 
     # proposals are inputs to the head, not a path for gradients (approximate joint training)
     props, _, props_valid = jax.vmap(partial(_proposals, c, anchors, height, width, c.proposals_train))(
-        jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas))
+        jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas)
+    )
     rois = jnp.concatenate([props, gt_boxes], axis=1)
     rois_valid = jnp.concatenate([props_valid, gt_valid], axis=1)
-    sample = partial(sample_rois, num_samples=c.roi_samples, positive_fraction=c.roi_positive_fraction,
-                     positive_iou=c.roi_positive_iou, negative_iou=c.roi_positive_iou)
+    sample = partial(
+        sample_rois,
+        num_samples=c.roi_samples,
+        positive_fraction=c.roi_positive_fraction,
+        positive_iou=c.roi_positive_iou,
+        negative_iou=c.roi_positive_iou,
+    )
     s = jax.vmap(sample)(per_image_keys(k_roi, b), rois, rois_valid, gt_boxes, gt_labels, gt_valid)
 
     pooled = jax.vmap(partial(_pool, c))(fmap, s["boxes"])  # [b, R, roi, roi, c]
     class_logits, box_deltas = module.box_head(pooled.reshape(-1, *pooled.shape[2:]))
-    head = _head_loss(c, class_logits.reshape(b, c.roi_samples, -1),
-                      box_deltas.reshape(b, c.roi_samples, c.num_classes, 4), s, gt_boxes)
+    head = _head_loss(
+        c,
+        class_logits.reshape(b, c.roi_samples, -1),
+        box_deltas.reshape(b, c.roi_samples, c.num_classes, 4),
+        s,
+        gt_boxes,
+    )
     loss = rpn + head
     if c.masks:
         loss = loss + c.mask_weight * _mask_loss(module, maps, targets["instances"], s)
@@ -340,8 +376,7 @@ def _detect(module: FasterRCNN, images: jax.Array) -> Detections:
         wide = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
         ok = props_valid[:, None] & (probs > c.score_threshold) & wide
         boxes, probs, labels, ok = boxes.reshape(-1, 4), probs.reshape(-1), labels.reshape(-1), ok.reshape(-1)
-        keep, valid = batched_nms(boxes, probs, labels, iou_threshold=c.nms_iou, max_outputs=c.max_detections,
-                                  valid=ok)
+        keep, valid = batched_nms(boxes, probs, labels, iou_threshold=c.nms_iou, max_outputs=c.max_detections, valid=ok)
         return boxes[keep], jnp.where(valid, probs[keep], 0.0), labels[keep], valid
 
     boxes, scores, labels, valid = jax.vmap(per_image)(props, props_valid, probs, box_deltas)

@@ -27,8 +27,9 @@ def paste_masks(masks: jax.Array, boxes: jax.Array, height: int, width: int, *, 
     [..., d, height, width] bool (pixel centres outside a box are False).
     """
     if masks.shape[:-2] != boxes.shape[:-1] or boxes.shape[-1] != 4:
-        raise ValueError(f"masks, boxes: expected shapes [..., d, m, m] and [..., d, 4], got {masks.shape} "
-                         f"and {boxes.shape}")
+        raise ValueError(
+            f"masks, boxes: expected shapes [..., d, m, m] and [..., d, 4], got {masks.shape} and {boxes.shape}"
+        )
     lead = masks.shape[:-2]
     m_h, m_w = masks.shape[-2:]
     masks = masks.reshape(-1, m_h, m_w).astype(jnp.float32)

@@ -22,8 +22,9 @@ def _iou_row(box: jax.Array, boxes: jax.Array) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("iou_threshold", "max_outputs"))
-def nms(boxes: jax.Array, scores: jax.Array, *, iou_threshold: float, max_outputs: int,
-        valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def nms(
+    boxes: jax.Array, scores: jax.Array, *, iou_threshold: float, max_outputs: int, valid: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Greedy non-maximum suppression: repeatedly keep the highest-scoring box left and drop every
     box that overlaps it by IoU > iou_threshold; stop after `max_outputs` boxes or when none is left.
 
@@ -53,8 +54,15 @@ def nms(boxes: jax.Array, scores: jax.Array, *, iou_threshold: float, max_output
 
 
 @partial(jax.jit, static_argnames=("iou_threshold", "max_outputs"))
-def batched_nms(boxes: jax.Array, scores: jax.Array, classes: jax.Array, *, iou_threshold: float,
-                max_outputs: int, valid: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def batched_nms(
+    boxes: jax.Array,
+    scores: jax.Array,
+    classes: jax.Array,
+    *,
+    iou_threshold: float,
+    max_outputs: int,
+    valid: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """`nms` within each class: boxes of different classes never suppress each other.
 
     Shifts each class's boxes by class * (largest coordinate + 1) along both axes, so boxes of

@@ -8,7 +8,7 @@ Runs on the host with NumPy; scikit-image comes with the optional extra: pip ins
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,10 +35,14 @@ class _Region:
     def __init__(self, size, box, colour, texture):
         self.size, self.box, self.colour, self.texture = size, box, colour, texture
 
-    def merge(self, other: "_Region") -> "_Region":
+    def merge(self, other: _Region) -> _Region:
         total = self.size + other.size
-        box = (min(self.box[0], other.box[0]), min(self.box[1], other.box[1]),
-               max(self.box[2], other.box[2]), max(self.box[3], other.box[3]))
+        box = (
+            min(self.box[0], other.box[0]),
+            min(self.box[1], other.box[1]),
+            max(self.box[2], other.box[2]),
+            max(self.box[3], other.box[3]),
+        )
         colour = (self.colour * self.size + other.colour * other.size) / total
         texture = (self.texture * self.size + other.texture * other.size) / total
         return _Region(total, box, colour, texture)
@@ -67,24 +71,27 @@ def _initial_regions(labels: np.ndarray, gray: np.ndarray, orientation: np.ndarr
     colour_bin = np.minimum((gray.reshape(-1) * _COLOUR_BINS).astype(np.int64), _COLOUR_BINS - 1)
     colour = np.bincount(flat * _COLOUR_BINS + colour_bin, minlength=n * _COLOUR_BINS).reshape(n, _COLOUR_BINS)
     texture_bin = np.minimum((orientation.reshape(-1) / np.pi * _TEXTURE_BINS).astype(np.int64), _TEXTURE_BINS - 1)
-    texture = np.bincount(flat * _TEXTURE_BINS + texture_bin, weights=magnitude.reshape(-1),
-                          minlength=n * _TEXTURE_BINS).reshape(n, _TEXTURE_BINS)
+    texture = np.bincount(
+        flat * _TEXTURE_BINS + texture_bin, weights=magnitude.reshape(-1), minlength=n * _TEXTURE_BINS
+    ).reshape(n, _TEXTURE_BINS)
     colour = colour / np.maximum(colour.sum(axis=1, keepdims=True), 1e-12)
     texture = texture / np.maximum(texture.sum(axis=1, keepdims=True), 1e-12)
     rows, cols = np.indices(labels.shape)
-    boxes = np.stack([
-        np.full(n, labels.shape[1]), np.full(n, labels.shape[0]), np.zeros(n), np.zeros(n)], axis=1).astype(np.int64)
+    boxes = np.stack(
+        [np.full(n, labels.shape[1]), np.full(n, labels.shape[0]), np.zeros(n), np.zeros(n)], axis=1
+    ).astype(np.int64)
     np.minimum.at(boxes[:, 0], flat, cols.reshape(-1))
     np.minimum.at(boxes[:, 1], flat, rows.reshape(-1))
     np.maximum.at(boxes[:, 2], flat, cols.reshape(-1) + 1)
     np.maximum.at(boxes[:, 3], flat, rows.reshape(-1) + 1)
-    regions = {i: _Region(sizes[i], tuple(int(v) for v in boxes[i]), colour[i], texture[i]) for i in range(n)
-               if sizes[i] > 0}
+    regions = {
+        i: _Region(sizes[i], tuple(int(v) for v in boxes[i]), colour[i], texture[i]) for i in range(n) if sizes[i] > 0
+    }
     pairs = set()
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
         touching = a != b
         lo, hi = np.minimum(a[touching], b[touching]), np.maximum(a[touching], b[touching])
-        pairs.update(zip(lo.tolist(), hi.tolist()))
+        pairs.update(zip(lo.tolist(), hi.tolist(), strict=True))
     return regions, pairs
 
 
@@ -115,8 +122,15 @@ def _hierarchy(regions: dict, pairs: set, image_size: int) -> list[tuple[int, in
     return boxes
 
 
-def selective_search(image, *, scales: Sequence[float] = (50.0, 100.0, 200.0), sigma: float = 0.8,
-                     min_size: int = 10, min_box: int = 4, max_proposals: int = 1000) -> np.ndarray:
+def selective_search(
+    image,
+    *,
+    scales: Sequence[float] = (50.0, 100.0, 200.0),
+    sigma: float = 0.8,
+    min_size: int = 10,
+    min_box: int = 4,
+    max_proposals: int = 1000,
+) -> np.ndarray:
     """Region proposals of one image [h, w] or [h, w, 1] (gray in [0, 1]) as boxes [n, 4] (x1, y1,
     x2, y2) in pixels, n <= max_proposals.
 
@@ -156,5 +170,5 @@ def propose_regions(images, *, max_proposals: int = 1000, **options) -> tuple[np
     boxes = np.zeros((len(found), p, 4), np.float32)
     valid = np.zeros((len(found), p), bool)
     for i, b in enumerate(found):
-        boxes[i, :len(b)], valid[i, :len(b)] = b, True
+        boxes[i, : len(b)], valid[i, : len(b)] = b, True
     return boxes, valid

@@ -10,9 +10,10 @@ functions with static shapes; the proposals come precomputed in the targets (`pr
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -64,8 +65,10 @@ class RCNNConfig:
         if not self.backbone:
             raise ValueError(f"backbone: expected at least one stage width, got {self.backbone!r}")
         if self.crop_size % 2 ** len(self.backbone):
-            raise ValueError(f"crop_size: expected a multiple of 2^{len(self.backbone)} (one halving per backbone "
-                             f"stage), got {self.crop_size}")
+            raise ValueError(
+                f"crop_size: expected a multiple of 2^{len(self.backbone)} (one halving per backbone "
+                f"stage), got {self.crop_size}"
+            )
         if self.context < 0:
             raise ValueError(f"context: expected a fraction >= 0, got {self.context!r}")
 
@@ -102,8 +105,16 @@ def warp_crops(image: jax.Array, boxes: jax.Array, size: int, *, context: float 
     return roi_align(image, grown, (size, size), spatial_scale=1.0, sampling_ratio=2)
 
 
-def svm_targets(boxes: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array, gt_valid: jax.Array, *,
-                num_classes: int, negative_iou: float, is_gt: jax.Array) -> jax.Array:
+def svm_targets(
+    boxes: jax.Array,
+    gt_boxes: jax.Array,
+    gt_labels: jax.Array,
+    gt_valid: jax.Array,
+    *,
+    num_classes: int,
+    negative_iou: float,
+    is_gt: jax.Array,
+) -> jax.Array:
     """Per region and class: +1 for a gt box of that class, -1 for a region overlapping no gt box of
     that class by IoU >= negative_iou, 0 (ignored) otherwise (R-CNN's SVM training set).
 
@@ -155,10 +166,10 @@ class RCNN(NamedTuple):
             del key
             return cnn_apply(variables, crops, train)
 
-        def objective(variables: Variables, images: jax.Array, targets, *, train: bool,
-                      key: jax.Array | None = None):
-            loss, updates = self.objective(variables, images, targets, train=train,
-                                           key=jax.random.key(0) if key is None else key)
+        def objective(variables: Variables, images: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
+            loss, updates = self.objective(
+                variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
+            )
             return loss, None, updates
 
         return Model(self.init, apply, None, self.name, objective)
@@ -187,15 +198,22 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
         gt_boxes, gt_valid = targets["boxes"].astype(jnp.float32), targets["valid"].astype(bool)
         rois = jnp.concatenate([targets["proposals"].astype(jnp.float32), gt_boxes], axis=1)
         rois_valid = jnp.concatenate([targets["proposals_valid"].astype(bool), gt_valid], axis=1)
-        sample = partial(sample_rois, num_samples=c.roi_samples, positive_fraction=c.roi_positive_fraction,
-                         positive_iou=c.roi_positive_iou, negative_iou=c.roi_positive_iou)
-        s = jax.vmap(sample)(per_image_keys(key, b), rois, rois_valid, gt_boxes,
-                             targets["labels"].astype(jnp.int32), gt_valid)
+        sample = partial(
+            sample_rois,
+            num_samples=c.roi_samples,
+            positive_fraction=c.roi_positive_fraction,
+            positive_iou=c.roi_positive_iou,
+            negative_iou=c.roi_positive_iou,
+        )
+        s = jax.vmap(sample)(
+            per_image_keys(key, b), rois, rois_valid, gt_boxes, targets["labels"].astype(jnp.int32), gt_valid
+        )
         crops = warp(images, s["boxes"])
         logits, _, updates = run_cnn(variables, crops.reshape(-1, *crops.shape[2:]), train)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits.reshape(b, c.roi_samples, -1), s["classes"])
         loss = jnp.sum(jnp.where(s["valid"], ce, 0.0), axis=1) / jnp.maximum(jnp.sum(s["valid"], axis=1), 1).astype(
-            jnp.float32)
+            jnp.float32
+        )
         return loss, updates
 
     def features_of(variables: Variables, images: jax.Array, boxes: jax.Array) -> jax.Array:
@@ -215,16 +233,22 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
     def svm_init(key: jax.Array, features: jax.Array) -> Variables:
         return dict(svms.init({"params": key}, features))
 
-    def svm_objective(svm_variables: Variables, features: jax.Array, targets: jax.Array, *, train: bool,
-                      key: jax.Array | None = None):
+    def svm_objective(
+        svm_variables: Variables, features: jax.Array, targets: jax.Array, *, train: bool, key: jax.Array | None = None
+    ):
         del train, key
         scores = svms.apply(svm_variables, features)
         hinge = jnp.sum(jnp.where(targets != 0, jnp.maximum(0.0, 1.0 - targets * scores), 0.0), axis=1)
         w = svm_variables["params"]["svm"]["kernel"]
         return hinge + 0.5 * c.svm_l2 * jnp.sum(w * w), {}
 
-    def detect(variables: Variables, svm_variables: Variables, images: jax.Array, proposals: jax.Array,
-               proposals_valid: jax.Array) -> Detections:
+    def detect(
+        variables: Variables,
+        svm_variables: Variables,
+        images: jax.Array,
+        proposals: jax.Array,
+        proposals_valid: jax.Array,
+    ) -> Detections:
         scores = svms.apply(svm_variables, features_of(variables, images, proposals.astype(jnp.float32)))  # [b, P, C]
 
         def per_image(boxes, valid, scores):
@@ -232,8 +256,14 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
             labels = jnp.broadcast_to(jnp.arange(c.num_classes, dtype=jnp.int32)[None, :], (p, c.num_classes))
             flat_boxes = jnp.broadcast_to(boxes[:, None, :], (p, c.num_classes, 4)).reshape(-1, 4)
             ok = (valid[:, None] & (scores > c.score_threshold)).reshape(-1)
-            keep, kept = batched_nms(flat_boxes, scores.reshape(-1), labels.reshape(-1), iou_threshold=c.nms_iou,
-                                     max_outputs=c.max_detections, valid=ok)
+            keep, kept = batched_nms(
+                flat_boxes,
+                scores.reshape(-1),
+                labels.reshape(-1),
+                iou_threshold=c.nms_iou,
+                max_outputs=c.max_detections,
+                valid=ok,
+            )
             return flat_boxes[keep], jnp.where(kept, scores.reshape(-1)[keep], 0.0), labels.reshape(-1)[keep], kept
 
         return Detections(*jax.vmap(per_image)(proposals.astype(jnp.float32), proposals_valid.astype(bool), scores))

@@ -3,7 +3,8 @@
 Both take one image's feature map [h, w, c] and boxes [r, 4] in input pixels (x1, y1, x2, y2),
 scaled to the map by `spatial_scale` (1 / stride), and give [r, out_h, out_w, c]; `jax.vmap`
 them over a batch. Both are compiled (output_size, spatial_scale and the options are static, so
-output_size must be a tuple); inside another jit they are inlined. Neither has a data-dependent shape, so both jit, vmap and differentiate:
+output_size must be a tuple); inside another jit they are inlined. Neither has a data-dependent
+shape, so both jit, vmap and differentiate:
 RoI pooling looks each bin up in a table of rectangle maxima, RoI align is separable (a box's
 sampling grid is a product of rows and columns) and so two small matrix products per box.
 """
@@ -16,7 +17,6 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_positive
-
 
 _MAX_POOL_CELLS = 1024
 
@@ -64,8 +64,7 @@ def _run_argmax(values: jax.Array, index: jax.Array, axis: int) -> tuple[jax.Arr
 
 
 @partial(jax.jit, static_argnames=("output_size", "spatial_scale"))
-def roi_pool(features: jax.Array, boxes: jax.Array, output_size: tuple[int, int], *,
-             spatial_scale: float) -> jax.Array:
+def roi_pool(features: jax.Array, boxes: jax.Array, output_size: tuple[int, int], *, spatial_scale: float) -> jax.Array:
     """RoI max pooling (Fast R-CNN): each box, rounded to whole cells of the map, is divided into an
     out_h x out_w grid of bins and each bin gives the maximum of its cells, per channel.
 
@@ -81,8 +80,10 @@ def roi_pool(features: jax.Array, boxes: jax.Array, output_size: tuple[int, int]
     _check(features, boxes, output_size)
     h, w, c = features.shape
     if h * w > _MAX_POOL_CELLS:
-        raise ValueError(f"features: roi_pool's table grows as h^2 w^2 c, so it takes maps of at most "
-                         f"{_MAX_POOL_CELLS} cells (e.g. 32 x 32), got {h} x {w}; use roi_align for larger maps")
+        raise ValueError(
+            f"features: roi_pool's table grows as h^2 w^2 c, so it takes maps of at most "
+            f"{_MAX_POOL_CELLS} cells (e.g. 32 x 32), got {h} x {w}; use roi_align for larger maps"
+        )
     cells = jnp.floor(boxes * spatial_scale + 0.5).astype(jnp.int32)
     y_lo, y_hi = _bin_ranges(cells[:, 1], cells[:, 3], output_size[0], h)  # [r, out_h]
     x_lo, x_hi = _bin_ranges(cells[:, 0], cells[:, 2], output_size[1], w)  # [r, out_w]
@@ -106,8 +107,9 @@ def linear_weights(points: jax.Array, length: int) -> jax.Array:
     frac = points - low
     high = jnp.minimum(low + 1, length - 1)
     cells = jnp.arange(length, dtype=jnp.float32).reshape((1,) * points.ndim + (length,))
-    return (jnp.where(cells == low[..., None], 1.0 - frac[..., None], 0.0)
-            + jnp.where(cells == high[..., None], frac[..., None], 0.0))
+    return jnp.where(cells == low[..., None], 1.0 - frac[..., None], 0.0) + jnp.where(
+        cells == high[..., None], frac[..., None], 0.0
+    )
 
 
 def _interpolation(start: jax.Array, size: jax.Array, bins: int, sampling: int, length: int) -> jax.Array:
@@ -122,8 +124,15 @@ def _interpolation(start: jax.Array, size: jax.Array, bins: int, sampling: int, 
 
 
 @partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned"))
-def roi_align(features: jax.Array, boxes: jax.Array, output_size: tuple[int, int], *, spatial_scale: float,
-              sampling_ratio: int = 2, aligned: bool = True) -> jax.Array:
+def roi_align(
+    features: jax.Array,
+    boxes: jax.Array,
+    output_size: tuple[int, int],
+    *,
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> jax.Array:
     """RoI align (Mask R-CNN): each box, in continuous map coordinates (no rounding), is divided into
     out_h x out_w bins; each bin is the mean of sampling_ratio x sampling_ratio bilinearly
     interpolated points spaced evenly inside it.

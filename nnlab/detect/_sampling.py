@@ -26,8 +26,9 @@ def match_boxes(boxes: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array) -> t
     return jnp.argmax(iou, axis=1).astype(jnp.int32), jnp.max(iou, axis=1), iou
 
 
-def label_anchors(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, *, positive_iou: float,
-                  negative_iou: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def label_anchors(
+    anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, *, positive_iou: float, negative_iou: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The region proposal network's anchor labels (Faster R-CNN): an anchor is positive if it
     overlaps some gt box by IoU >= positive_iou or is (one of) the best anchor(s) of a gt box, and
     negative if its best IoU is < negative_iou and it is not positive; the rest are ignored.
@@ -43,8 +44,9 @@ def label_anchors(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, 
     return positive, negative, index
 
 
-def sample_balanced(key: jax.Array, positive: jax.Array, negative: jax.Array, *, num_samples: int,
-                    positive_fraction: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def sample_balanced(
+    key: jax.Array, positive: jax.Array, negative: jax.Array, *, num_samples: int, positive_fraction: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """A random sample of `num_samples` entries with at most num_samples * positive_fraction
     positives, filled up with negatives (Faster R-CNN's minibatch of anchors or RoIs).
 
@@ -66,9 +68,19 @@ def sample_balanced(key: jax.Array, positive: jax.Array, negative: jax.Array, *,
     return indices, kept_positive[indices], order[indices] < 2.0
 
 
-def sample_rois(key: jax.Array, rois: jax.Array, rois_valid: jax.Array, gt_boxes: jax.Array, gt_labels: jax.Array,
-                gt_valid: jax.Array, *, num_samples: int, positive_fraction: float, positive_iou: float = 0.5,
-                negative_iou: float = 0.5) -> dict[str, jax.Array]:
+def sample_rois(
+    key: jax.Array,
+    rois: jax.Array,
+    rois_valid: jax.Array,
+    gt_boxes: jax.Array,
+    gt_labels: jax.Array,
+    gt_valid: jax.Array,
+    *,
+    num_samples: int,
+    positive_fraction: float,
+    positive_iou: float = 0.5,
+    negative_iou: float = 0.5,
+) -> dict[str, jax.Array]:
     """Fast R-CNN's minibatch of regions for the classification head: regions overlapping a gt box
     by IoU >= positive_iou are that box's class (label + 1), regions below negative_iou are
     background (0); at most num_samples * positive_fraction positives, positives first.
@@ -80,8 +92,9 @@ def sample_rois(key: jax.Array, rois: jax.Array, rois_valid: jax.Array, gt_boxes
     index, best, _ = match_boxes(rois, gt_boxes, gt_valid)
     positive = rois_valid & (best >= positive_iou)
     negative = rois_valid & (best < negative_iou)
-    picked, is_positive, valid = sample_balanced(key, positive, negative, num_samples=num_samples,
-                                                 positive_fraction=positive_fraction)
+    picked, is_positive, valid = sample_balanced(
+        key, positive, negative, num_samples=num_samples, positive_fraction=positive_fraction
+    )
     gt_index = index[picked]
     classes = jnp.where(is_positive & valid, gt_labels[gt_index] + 1, 0).astype(jnp.int32)
     return {"boxes": rois[picked], "classes": classes, "gt_index": gt_index, "valid": valid}

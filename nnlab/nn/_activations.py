@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,11 @@ def identity(u: jnp.ndarray) -> jnp.ndarray:
 
 
 ACTIVATIONS: dict[str, Callable] = {
-    "sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softmax": softmax, "identity": identity,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "softmax": softmax,
+    "identity": identity,
 }
 _NAMES = sorted([*ACTIVATIONS, "prelu"])
 

@@ -8,7 +8,7 @@ y = sigma(x W^T + s) with W: [out, in] and s: [out], identical numbers.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +22,7 @@ PRELU_INIT = 0.25
 
 def init_scale(fan_in: int, fan_out: int, activation: str) -> float:
     """Standard deviation of the initial weights: He for (P)ReLU, Glorot otherwise."""
-    if activation in ("relu", "prelu"):
-        return math.sqrt(2.0 / fan_in)
-    return math.sqrt(2.0 / (fan_in + fan_out))
+    return math.sqrt(2.0 / (fan_in if activation in ("relu", "prelu") else fan_in + fan_out))
 
 
 def dense_init(key: jax.Array, n_in: int, n_out: int, *, activation: str = "identity") -> dict:
@@ -44,8 +42,9 @@ def dense_apply(params: dict, x: jnp.ndarray, *, activation: str = "identity") -
     return ACTIVATIONS[activation](u)
 
 
-def mlp_init(key: jax.Array, sizes: Sequence[int], *, activation: str = "sigmoid",
-             output_activation: str = "identity") -> list[dict]:
+def mlp_init(
+    key: jax.Array, sizes: Sequence[int], *, activation: str = "sigmoid", output_activation: str = "identity"
+) -> list[dict]:
     """Parameters of an MLP with layer widths `sizes` = [n_in, hidden..., n_out]: one dict per layer."""
     if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
         raise ValueError(f"sizes: expected at least two positive integers [n_in, ..., n_out], got {list(sizes)}")
@@ -53,11 +52,18 @@ def mlp_init(key: jax.Array, sizes: Sequence[int], *, activation: str = "sigmoid
     check_activation(output_activation, arg="output_activation")
     keys = jax.random.split(key, len(sizes) - 1)
     acts = [activation] * (len(sizes) - 2) + [output_activation]
-    return [dense_init(k, a, b, activation=act) for k, a, b, act in zip(keys, sizes[:-1], sizes[1:], acts)]
+    return [dense_init(k, a, b, activation=act) for k, a, b, act in zip(keys, sizes[:-1], sizes[1:], acts, strict=True)]
 
 
-def mlp_apply(params: list[dict], x: jnp.ndarray, *, activation: str = "sigmoid",
-              output_activation: str = "identity", drop_rate: float = 0.0, key: jax.Array | None = None) -> jnp.ndarray:
+def mlp_apply(
+    params: list[dict],
+    x: jnp.ndarray,
+    *,
+    activation: str = "sigmoid",
+    output_activation: str = "identity",
+    drop_rate: float = 0.0,
+    key: jax.Array | None = None,
+) -> jnp.ndarray:
     """Forward pass of `mlp_init`'s network: x: [batch, ...] (flattened) -> [batch, n_out].
 
     With `drop_rate` > 0 and a `key`, each hidden unit is set to zero with probability
@@ -74,8 +80,15 @@ def mlp_apply(params: list[dict], x: jnp.ndarray, *, activation: str = "sigmoid"
     return h
 
 
-def mlp(sizes: Sequence[int], *, activation: str = "sigmoid", output_activation: str = "identity",
-        input_shape: tuple[int, ...] | None = None, drop_rate: float = 0.0, name: str = "mlp") -> Model:
+def mlp(
+    sizes: Sequence[int],
+    *,
+    activation: str = "sigmoid",
+    output_activation: str = "identity",
+    input_shape: tuple[int, ...] | None = None,
+    drop_rate: float = 0.0,
+    name: str = "mlp",
+) -> Model:
     """The functional MLP as a `Model`; input samples of `input_shape` are flattened to sizes[0].
 
     drop_rate: fraction of hidden units set to zero while training (dropout, keyed by `key`).
@@ -88,13 +101,21 @@ def mlp(sizes: Sequence[int], *, activation: str = "sigmoid", output_activation:
     if input_shape is not None:
         check_positive(math.prod(input_shape), name="input_shape", integer=True)
         if math.prod(input_shape) != sizes[0]:
-            raise ValueError(f"sizes[0]: expected {math.prod(input_shape)} inputs for input_shape {input_shape}, got {sizes[0]}")
+            raise ValueError(
+                f"sizes[0]: expected {math.prod(input_shape)} inputs for input_shape {input_shape}, got {sizes[0]}"
+            )
 
     def init(key: jax.Array, x: jax.Array) -> dict:
         return {"params": mlp_init(key, sizes, activation=activation, output_activation=output_activation)}
 
     def apply(variables: dict, x: jax.Array, *, train: bool, key: jax.Array | None = None):
-        return mlp_apply(variables["params"], x, activation=activation, output_activation=output_activation,
-                         drop_rate=drop_rate if train else 0.0, key=key), {}
+        return mlp_apply(
+            variables["params"],
+            x,
+            activation=activation,
+            output_activation=output_activation,
+            drop_rate=drop_rate if train else 0.0,
+            key=key,
+        ), {}
 
     return Model(init, apply, input_shape, name)

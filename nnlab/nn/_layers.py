@@ -8,7 +8,7 @@ network built from these into an nnlab `Model`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -17,8 +17,15 @@ import jax.numpy as jnp
 from .._checks import check_positive
 
 
-def conv(features: int, kernel: int = 3, *, stride: int = 1, padding: str | int = "SAME",
-         use_bias: bool = True, name: str | None = None) -> nn.Conv:
+def conv(
+    features: int,
+    kernel: int = 3,
+    *,
+    stride: int = 1,
+    padding: str | int = "SAME",
+    use_bias: bool = True,
+    name: str | None = None,
+) -> nn.Conv:
     """A k x k convolution with `features` filters: k^2 * L0 * L1 weights (+ L1 biases).
 
     padding: 'SAME' (output size ceil(n / stride)), 'VALID' (no padding) or a number of pixels.
@@ -120,8 +127,7 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon,
-                            name="bn")(x)
+        return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon, name="bn")(x)
 
 
 class Dropout(nn.Module):
@@ -242,8 +248,13 @@ class FunnelCNN(nn.Module):
             last_stage = s == len(self.stages) - 1
             for i, features in enumerate(filters):
                 first, last = s == 0 and i == 0, last_stage and i == len(filters) - 1
-                h = conv(features, self.first_kernel if first else 3, padding="VALID" if last else "SAME",
-                         use_bias=not self.batch_norm, name=f"conv{s + 1}_{i + 1}")(h)
+                h = conv(
+                    features,
+                    self.first_kernel if first else 3,
+                    padding="VALID" if last else "SAME",
+                    use_bias=not self.batch_norm,
+                    name=f"conv{s + 1}_{i + 1}",
+                )(h)
                 if self.batch_norm:
                     h = BatchNorm(name=f"bn{s + 1}_{i + 1}")(h, train=train)
                 h = nn.relu(h)

@@ -3,7 +3,7 @@ composes Linen modules (convolutions, batch norm, dropout) around it."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -3,7 +3,8 @@ structured targets, their own training objective)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -71,6 +72,7 @@ def with_normalization(model: Model, normalization) -> Model:
 
     objective = None
     if model.objective is not None:
+
         def objective(variables: Variables, x: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
             return model.objective(inner(variables), variables["normalization"](x), targets, train=train, key=key)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -19,8 +19,13 @@ def xor_mlp(activation: str = "sigmoid") -> Model:
 
 def mnist_mlp(activation: str = "relu", width: int = 100, depth: int = 2, drop_rate: float = 0.0) -> Model:
     """The lecture's "3-layer network" 784-100-100-10 (89,610 parameters), softmax logits out."""
-    return mlp([784, *[width] * depth, 10], activation=activation, input_shape=(28, 28, 1), drop_rate=drop_rate,
-               name="mnist-mlp")
+    return mlp(
+        [784, *[width] * depth, 10],
+        activation=activation,
+        input_shape=(28, 28, 1),
+        drop_rate=drop_rate,
+        name="mnist-mlp",
+    )
 
 
 def _avg_pool2(x: jax.Array) -> jax.Array:
@@ -50,18 +55,29 @@ def flax_cnn() -> Model:
     return from_linen(FlaxExampleCNN(), input_shape=(28, 28, 1), name="flax-cnn")
 
 
-def mnist_cnn(stages=((32,), (64,), (128,)), first_kernel: int = 5, hidden=(150,), drop_rate: float = 0.5,
-              batch_norm: bool = True) -> Model:
+def mnist_cnn(
+    stages=((32,), (64,), (128,)), first_kernel: int = 5, hidden=(150,), drop_rate: float = 0.5, batch_norm: bool = True
+) -> Model:
     """The lecture's deep CNN for MNIST, a funnel of 171,868 parameters (see `FunnelCNN`):
     5x5 conv 32 | pool 2 | 3x3 conv 64 | pool 2 | 3x3 conv 128 (unpadded) | 3x3 pool stride 2 |
     dropout, fc 150 | dropout, fc 10; each convolution followed by batch norm and ReLU."""
-    module = FunnelCNN(stages=tuple(map(tuple, stages)), first_kernel=first_kernel, hidden=tuple(hidden),
-                       drop_rate=drop_rate, batch_norm=batch_norm)
+    module = FunnelCNN(
+        stages=tuple(map(tuple, stages)),
+        first_kernel=first_kernel,
+        hidden=tuple(hidden),
+        drop_rate=drop_rate,
+        batch_norm=batch_norm,
+    )
     return from_linen(module, input_shape=(28, 28, 1), name="mnist-cnn")
 
 
-MODELS: dict[str, Callable[..., Model]] = {"xor-mlp": xor_mlp, "mnist-mlp": mnist_mlp, "mnist-cnn": mnist_cnn,
-                                        "flax-cnn": flax_cnn}
+MODELS: dict[str, Callable[..., Model]] = {
+    "xor-mlp": xor_mlp,
+    "mnist-mlp": mnist_mlp,
+    "mnist-cnn": mnist_cnn,
+    "flax-cnn": flax_cnn,
+}
+"""Named models: name -> a function building the Model (`nnlab summary NAME`, RunConfig.model)."""
 
 
 def get_model(name: str, **kwargs) -> Model:

@@ -42,9 +42,20 @@ class Summary(NamedTuple):
     macs: int
 
     def table(self) -> str:
-        rows = [{"layer": c.name, "type": c.kind, "output": "x".join(map(str, c.output_shape)),
-                 "params": f"{c.params:,}", "MACs": f"{c.macs:,}"} for c in self.layers]
-        rows.append({"layer": "total", "type": "", "output": "", "params": f"{self.params:,}", "MACs": f"{self.macs:,}"})
+        """The per-layer table (layer, type, output shape, parameters, MACs) with totals, as text."""
+        rows = [
+            {
+                "layer": c.name,
+                "type": c.kind,
+                "output": "x".join(map(str, c.output_shape)),
+                "params": f"{c.params:,}",
+                "MACs": f"{c.macs:,}",
+            }
+            for c in self.layers
+        ]
+        rows.append(
+            {"layer": "total", "type": "", "output": "", "params": f"{self.params:,}", "MACs": f"{self.macs:,}"}
+        )
         return format_table(rows)
 
 
@@ -52,12 +63,11 @@ def _macs(module: nn.Module, x: jax.Array, y: jax.Array, kernel_shape: tuple[int
     """Multiply-accumulates of one sample through `module` (x, y: batched input and output)."""
     if kernel_shape is None:
         return 0
-    if isinstance(module, nn.Conv):  # kernel [k, k, L0 / groups, L1]: k^2 * r * c * L0 * L1 / groups
+    # Conv: kernel [k, k, L0 / groups, L1], k^2 * r * c * L0 * L1 / groups; Dense: n * m per position
+    if isinstance(module, (nn.Conv, nn.Dense)):
         return math.prod(kernel_shape) * math.prod(y.shape[1:-1])
     if isinstance(module, nn.ConvTranspose):  # every input pixel spreads over k x k outputs
         return math.prod(kernel_shape) * math.prod(x.shape[1:-1])
-    if isinstance(module, nn.Dense):
-        return math.prod(kernel_shape) * math.prod(y.shape[1:-1])
     return 0
 
 
@@ -74,9 +84,15 @@ def _trace(model: Model, x: jax.ShapeDtypeStruct) -> tuple[dict, list[LayerCost]
         if context.method_name == "__call__" and isinstance(module, _LAYERS):
             params = module.variables.get("params", {})
             kernel = params.get("kernel")
-            costs.append(LayerCost("/".join(module.path) or type(module).__name__, type(module).__name__,
-                                   tuple(y.shape[1:]), count_params(params),
-                                   _macs(module, args[0], y, None if kernel is None else tuple(kernel.shape))))
+            costs.append(
+                LayerCost(
+                    "/".join(module.path) or type(module).__name__,
+                    type(module).__name__,
+                    tuple(y.shape[1:]),
+                    count_params(params),
+                    _macs(module, args[0], y, None if kernel is None else tuple(kernel.shape)),
+                )
+            )
         return y
 
     with nn.intercept_methods(record):

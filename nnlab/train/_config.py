@@ -10,7 +10,9 @@ from ..losses import LOSSES
 from ..optim import OPTIMIZERS
 
 ENGINES = ("auto", "step", "unroll", "scan")
+"""Loop strategies of `TrainConfig.engine` (see README: the training engine)."""
 COMPUTE_DTYPES = ("float32", "bfloat16")
+"""Values of `TrainConfig.compute_dtype`: the dtype of the training step's parameters and inputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +23,8 @@ class TrainConfig:
     of the explicit L2 / L1 terms added to the loss (for 'adamw', weight_decay is the
     decoupled decay instead). With validation data, `fit` returns the parameters of the
     epoch with the best validation error; patience None trains all epochs, otherwise
-    training stops after `patience` epochs without a better validation error. `augmentation` draws a fresh variant of every training image
-    inside each step (evaluation never augments).
+    training stops after `patience` epochs without a better validation error. `augmentation`
+    draws a fresh variant of every training image inside each step (evaluation never augments).
 
     engine: how an epoch's steps run (see nnlab.train.ENGINES): 'auto' picks per backend,
       'step' dispatches one compiled step per batch, 'unroll' compiles `unroll` steps as one
@@ -59,27 +61,27 @@ class TrainConfig:
         check_positive(self.epochs, name="epochs", integer=True)
         if self.batch_size is not None:
             check_positive(self.batch_size, name="batch_size", integer=True)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {self.loss!r}")
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("loss", sorted(LOSSES)),
+            ("engine", ENGINES),
+            ("compute_dtype", COMPUTE_DTYPES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: expected one of {list(choices)}, got {getattr(self, name)!r}")
         check_positive(self.learning_rate, name="learning_rate")
         if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum: expected a momentum in [0, 1), got {self.momentum!r}")
-        check_non_negative(self.weight_decay, name="weight_decay")
-        check_non_negative(self.l1, name="l1")
-        check_non_negative(self.warmup_epochs, name="warmup_epochs")
+        for name in ("weight_decay", "l1", "warmup_epochs"):
+            check_non_negative(getattr(self, name), name=name)
         if self.patience is not None:
             check_positive(self.patience, name="patience", integer=True)
         check_positive(self.eval_batch_size, name="eval_batch_size", integer=True)
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine: expected one of {list(ENGINES)}, got {self.engine!r}")
         check_positive(self.unroll, name="unroll", integer=True)
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype: expected one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 0:
             raise ValueError(f"devices: expected an int >= 0 (0: all devices), got {self.devices!r}")
         check_positive(self.member_shards, name="member_shards", integer=True)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)

@@ -16,7 +16,9 @@ chunks of 8 unrolled steps took 0.7x the per-step time (benchmarks/README.md).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,10 +59,12 @@ def pick_engine(engine: str, platform: str, *, convolution: bool = True) -> str:
 
 def mask_members(active: jax.Array, new, old):
     """Leaves of `new` for active members, of `old` for stopped ones (PRNG keys never change in a step)."""
+
     def pick(n, o):
         if jnp.issubdtype(n.dtype, jax.dtypes.prng_key):
             return n
         return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+
     return jax.tree.map(pick, new, old)
 
 
@@ -81,18 +85,17 @@ def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Cal
 
 def _per_call(step: Callable, chunk: int) -> Callable:
     """An epoch as compiled calls of `chunk` steps each (the remainder in one shorter call)."""
-    compiled: dict[int, Callable] = {}
 
+    @functools.cache
     def call(count: int) -> Callable:
-        if count not in compiled:
-            def steps(state, metrics, t, active, x_all, y_all, order):
-                for _ in range(count):
-                    idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
-                    state, metrics = step(state, metrics, active, x_all, y_all, idx)
-                    t = t + 1
-                return state, metrics, t
-            compiled[count] = jax.jit(steps, donate_argnums=(0, 1))
-        return compiled[count]
+        def steps(state, metrics, t, active, x_all, y_all, order):
+            for _ in range(count):
+                idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
+                state, metrics = step(state, metrics, active, x_all, y_all, idx)
+                t = t + 1
+            return state, metrics, t
+
+        return jax.jit(steps, donate_argnums=(0, 1))
 
     def run(state, active, x_all, y_all, order):
         n_steps = order.shape[1]
@@ -122,10 +125,8 @@ def _scanned(step: Callable) -> Callable:
 
 def make_engine(step: Callable, name: str, *, unroll: int = 8) -> Engine:
     """The epoch runner for `members_step(...)` with strategy `name` ('step', 'unroll' or 'scan')."""
-    if name == "step":
-        return Engine(name, _per_call(step, 1))
-    if name == "unroll":
-        return Engine(name, _per_call(step, unroll))
+    if name in ("step", "unroll"):
+        return Engine(name, _per_call(step, 1 if name == "step" else unroll))
     if name == "scan":
         return Engine(name, _scanned(step), traced=True)
     raise ValueError(f"engine: expected 'step', 'unroll' or 'scan', got {name!r}")

@@ -19,6 +19,7 @@ import numpy as np
 from .._checks import check_seed
 
 STREAMS = {"split": 0, "init": 1, "data": 2, "dropout": 3, "augment": 4, "dataset": 5}
+"""Named random streams of a member's root key: name -> the number folded into the root key."""
 # the streams a training state carries (split and init are used up before training starts)
 STEP_STREAMS = ("data", "dropout", "augment")
 
@@ -45,8 +46,10 @@ def member_keys(keys) -> jax.Array:
     arr = keys if isinstance(keys, jax.Array) else jnp.asarray(keys)
     if not jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
         if arr.dtype != jnp.uint32 or arr.ndim != 2:
-            raise TypeError(f"keys: expected typed keys [S], raw uint32 key data [S, 2] or int seeds, "
-                            f"got shape {arr.shape} and dtype {arr.dtype}")
+            raise TypeError(
+                f"keys: expected typed keys [S], raw uint32 key data [S, 2] or int seeds, "
+                f"got shape {arr.shape} and dtype {arr.dtype}"
+            )
         arr = jax.random.wrap_key_data(arr)
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise ValueError(f"keys: expected a non-empty batch of keys of shape [S], got shape {arr.shape}")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 METRICS = ("train_loss", "train_error", "val_loss", "val_error", "seconds")
 
@@ -26,8 +27,9 @@ class Logger:
     `tensorboard` attribute).
     """
 
-    def __init__(self, logdir: str | os.PathLike, *, runs: Sequence[str] | None = None,
-                 tensorboard: bool | None = True):
+    def __init__(
+        self, logdir: str | os.PathLike, *, runs: Sequence[str] | None = None, tensorboard: bool | None = True
+    ):
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.runs = None if runs is None else [str(r) for r in runs]
@@ -37,11 +39,14 @@ class Logger:
         if tensorboard or tensorboard is None:
             try:
                 from tensorboardX import SummaryWriter
+
                 self._summary_writer = SummaryWriter
             except ImportError as e:
                 if tensorboard:
-                    raise ImportError("tensorboard=True: expected tensorboardX (pip install nnlab[logging]); "
-                                      "or pass tensorboard=False for JSON Lines only") from e
+                    raise ImportError(
+                        "tensorboard=True: expected tensorboardX (pip install nnlab[logging]); "
+                        "or pass tensorboard=False for JSON Lines only"
+                    ) from e
         self.tensorboard = self._summary_writer is not None
         self._writers: dict[str, Any] = {}
         self._jsonl = open(self.logdir / "metrics.jsonl", "a", encoding="utf-8")
@@ -49,8 +54,9 @@ class Logger:
     def _name(self, i: int, single: bool) -> str:
         if self.runs is not None:
             if i >= len(self.runs):
-                raise ValueError(f"runs: expected a name for each of the members, got {len(self.runs)} names "
-                                 f"for member {i}")
+                raise ValueError(
+                    f"runs: expected a name for each of the members, got {len(self.runs)} names for member {i}"
+                )
             return self.runs[i]
         return "run" if single else f"member_{i}"
 
@@ -67,15 +73,24 @@ class Logger:
         """Writes one epoch's `record` (a `fit` history entry) under run name `run`."""
         epoch = int(record["epoch"])
         values = {k: record.get(k) for k in METRICS}
-        self._jsonl.write(json.dumps({"member": member, "run": run, "epoch": epoch,
-                                      **{k: _finite_or_none(v) for k, v in values.items()}}) + "\n")
+        self._jsonl.write(
+            json.dumps(
+                {"member": member, "run": run, "epoch": epoch, **{k: _finite_or_none(v) for k, v in values.items()}}
+            )
+            + "\n"
+        )
         if self._summary_writer is None:
             return
         if run not in self._writers:
             self._writers[run] = self._summary_writer(str(self.logdir / run))
         writer = self._writers[run]
-        for key, tag in (("train_loss", "train/loss"), ("train_error", "train/error"), ("val_loss", "val/loss"),
-                         ("val_error", "val/error"), ("seconds", "time/epoch_seconds")):
+        for key, tag in (
+            ("train_loss", "train/loss"),
+            ("train_error", "train/error"),
+            ("val_loss", "val/loss"),
+            ("val_error", "val/error"),
+            ("seconds", "time/epoch_seconds"),
+        ):
             if values[key] is not None:
                 writer.add_scalar(tag, float(values[key]), epoch)
 
@@ -87,7 +102,7 @@ class Logger:
         if not self._jsonl.closed:
             self._jsonl.close()
 
-    def __enter__(self) -> "Logger":
+    def __enter__(self) -> Logger:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,8 @@ import contextlib
 import functools
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ _COL = {name: i for i, name in enumerate(REPORT)}
 
 
 class FitResult(NamedTuple):
-    """What `fit` returns.
+    """What `fit` returns: member 0 of `fit_many`'s result, its member axis squeezed.
 
     variables: the variables to use (the best epoch's when validating)
     state: the final training state (resume from it)
@@ -63,15 +64,14 @@ class FitResult(NamedTuple):
 
     @property
     def epoch_seconds(self) -> list[float]:
+        """Seconds of each epoch (the first includes compilation)."""
         return [h["seconds"] for h in self.history]
 
 
 class FitManyResult(NamedTuple):
-    """What `fit_many` returns; `variables` and `state` have a leading member axis [S, ...].
+    """What `fit_many` returns: `FitResult`'s fields for each member, `variables` and `state` stacked
+    [S, ...]; a stopped member's history ends, and its state is frozen, where it stopped.
 
-    variables: each member's best epoch's variables (its final ones without validation)
-    state: the final stacked training state (a stopped member's state is frozen at its stop)
-    histories: one `fit`-style history per member (it ends where that member stopped)
     diverged: per member, the epoch whose loss or parameters turned non-finite (0: never);
       such a member stops there and keeps its best finite epoch
     chunks: how many programs the S members were split into (1: all at once)
@@ -90,23 +90,8 @@ class FitManyResult(NamedTuple):
 
     @property
     def size(self) -> int:
+        """The number of members S."""
         return len(self.histories)
-
-
-def _check_patience(config: TrainConfig, val: Dataset | None) -> None:
-    """Early stopping watches the validation error: patience without validation data is an error."""
-    if config.patience is not None and val is None:
-        raise ValueError(f"patience: expected validation data (val=..., or n_val > 0) to stop on, "
-                         f"got patience={config.patience} and val=None")
-
-
-def _output_width(model: Model, x: np.ndarray) -> int | None:
-    """The number of outputs of `model` for samples like x: [n, ...] (traced, nothing computed)."""
-    def forward(xb):
-        return model.apply(model.init(jax.random.key(0), xb), xb, train=False)[0]
-
-    shape = jax.eval_shape(forward, jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)).shape
-    return shape[-1] if len(shape) == 2 else None
 
 
 def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, Any]:
@@ -117,137 +102,153 @@ def _check_data(model: Model, data: Dataset, name: str) -> tuple[np.ndarray, Any
     if model.objective is not None:
         lengths = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(data.y)}
         if lengths != {x.shape[0]}:
-            raise ValueError(f"{name}.y: expected targets with a leading axis of {x.shape[0]} (one per sample), "
-                             f"got leading axes {sorted(map(str, lengths))}")
+            raise ValueError(
+                f"{name}.y: expected targets with a leading axis of {x.shape[0]} (one per sample), "
+                f"got leading axes {sorted(map(str, lengths))}"
+            )
         return x, data.y
     y = check_labels(data.y, num_classes=data.num_classes, n=x.shape[0], name=f"{name}.y").astype(np.int32)
-    outputs = _output_width(model, x)
-    if outputs is not None:
-        check_label_range(y, outputs=outputs, name=f"{name}.y")
+    # the model's outputs for one sample (traced, nothing computed): [1, classes] bounds the labels
+    outputs = jax.eval_shape(
+        lambda xb: model.apply(model.init(jax.random.key(0), xb), xb, train=False)[0],
+        jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32),
+    ).shape
+    if len(outputs) == 2:
+        check_label_range(y, outputs=outputs[-1], name=f"{name}.y")
     return x, y
 
 
-def _means(records) -> dict:
-    """The members' mean train loss, train error and validation error (for the progress line)."""
-    records = list(records)
-    return {k: float(np.mean([r[k] for r in records])) for k in ("train_loss", "train_error", "val_error")
-            if records and all(r[k] is not None for r in records)}
-
-
-def _score(records) -> tuple[float, float] | None:
-    """(val_error, val_loss) of the epoch averaged over the members trained in it: ranks its checkpoint."""
-    records = [r for r in records if r["val_loss"] is not None]
-    if not records:
-        return None
-    return float(np.mean([r["val_error"] or 0.0 for r in records])), float(np.mean([r["val_loss"] for r in records]))
+def _means(records: list[dict]) -> dict:
+    """The members' mean of each metric all of them have: for the progress line, and (val_error, val_loss)
+    ranks the epoch's checkpoint."""
+    metrics = ("train_loss", "train_error", "val_loss", "val_error")
+    return {k: float(np.mean([r[k] for r in records])) for k in metrics if all(r[k] is not None for r in records)}
 
 
 def _record(epoch: int, row: np.ndarray, seconds: float, *, validate: bool, errors: bool) -> dict:
     count = row[_COL["train_count"]]
-    return {"epoch": epoch, "train_loss": float(row[_COL["train_loss_sum"]] / count),
-            "train_error": float(row[_COL["train_errors"]] / count) if errors else None,
-            "val_loss": float(row[_COL["val_loss"]]) if validate else None,
-            "val_error": float(row[_COL["val_error"]]) if validate and errors else None,
-            "seconds": seconds}
+    return {
+        "epoch": epoch,
+        "train_loss": float(row[_COL["train_loss_sum"]] / count),
+        "train_error": float(row[_COL["train_errors"]] / count) if errors else None,
+        "val_loss": float(row[_COL["val_loss"]]) if validate else None,
+        "val_error": float(row[_COL["val_error"]]) if validate and errors else None,
+        "seconds": seconds,
+    }
 
 
-def _epoch_program(engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout,
-                   scan_validation: bool) -> Callable:
+def _epoch_program(
+    engine, eval_objective, *, n: int, batch: int, val, config: TrainConfig, layout, scan_validation: bool
+) -> Callable:
     """run_epoch(state, tracker, x_all, y_all, val_data, epoch) -> (state, tracker, report [S, 8]):
     the epoch's data order, its steps, validation and `end_epoch`. A traced engine ('scan')
     makes this one compiled program; otherwise the engine's calls, the validation and the
     bookkeeping are dispatched one after another, with no host sync until the report."""
     order_of = jax.vmap(functools.partial(epoch_order, n=n, batch_size=batch), in_axes=(0, None))
     validate = None if val is None else make_validator(make_eval_batch(eval_objective), scan=scan_validation)
-    finish = functools.partial(end_epoch, n_val=0 if val is None else val[0].shape[0],
-                               patience=config.patience if val is not None else None)
-    members = None if layout is None else layout.members
-    out_shardings = (members, members, None if layout is None else layout.replicated)
+    finish = functools.partial(
+        end_epoch, n_val=0 if val is None else val[0].shape[0], patience=config.patience if val is not None else None
+    )
+    out_shardings = (layout.members, layout.members, layout.replicated)
 
     def order_for(state, epoch):
         order = order_of(state.rng["data"], epoch)
-        return order if layout is None else jax.lax.with_sharding_constraint(order, layout.order)
+        return order if layout.order is None else jax.lax.with_sharding_constraint(order, layout.order)
+
+    def epoch_of(order_for, validate, finish):
+        def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
+            state, metrics = engine.run(state, tracker.active, x_all, y_all, order_for(state, epoch))
+            return finish(state, tracker, metrics, None if validate is None else validate(state.variables, *val_data))
+
+        return run_epoch
 
     if engine.traced:
-        def epoch_fn(state, tracker, x_all, y_all, val_data, epoch):
-            state, metrics = engine.run(state, tracker.active, x_all, y_all, order_for(state, epoch))
-            val_metrics = None if validate is None else validate(state.variables, *val_data)
-            return finish(state, tracker, metrics, val_metrics)
-        return jax.jit(epoch_fn, donate_argnums=(0, 1), out_shardings=out_shardings)
-
-    order_jit = jax.jit(order_for)
-    validate_jit = jax.jit(validate) if validate is not None and scan_validation else validate
-    finish_jit = jax.jit(finish, donate_argnums=(0, 1), out_shardings=out_shardings)
-
-    def run_epoch(state, tracker, x_all, y_all, val_data, epoch):
-        state, metrics = engine.run(state, tracker.active, x_all, y_all, order_jit(state, epoch))
-        return finish_jit(state, tracker, metrics, None if validate_jit is None else validate_jit(state.variables,
-                                                                                                 *val_data))
-    return run_epoch
+        return jax.jit(epoch_of(order_for, validate, finish), donate_argnums=(0, 1), out_shardings=out_shardings)
+    return epoch_of(
+        jax.jit(order_for),
+        jax.jit(validate) if validate is not None and scan_validation else validate,
+        jax.jit(finish, donate_argnums=(0, 1), out_shardings=out_shardings),
+    )
 
 
-class _Run(NamedTuple):
-    variables: Any
-    state: TrainState
-    tracker: Tracker
-    histories: list[list[dict]]
-    train_seconds: float
-    engine: str
-
-
-def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainConfig, *,
-           hparams: dict | None, tx: optax.GradientTransformation | None, state: TrainState | None,
-           callbacks: Sequence[Callback], checkpointer: Checkpointer | None, resume: bool,
-           bar: Progress, epoch_offset: int, raise_on_divergence: bool) -> _Run:
-    """The one training loop: S = keys.shape[0] members on (x, y), validated on `val` = (x, y) or None."""
+def _train(
+    model: Model,
+    x: np.ndarray,
+    y,
+    val,
+    keys: jax.Array,
+    config: TrainConfig,
+    *,
+    hparams: dict | None,
+    tx: optax.GradientTransformation | None,
+    state: TrainState | None,
+    callbacks: Sequence[Callback],
+    checkpointer: Checkpointer | None,
+    resume: bool,
+    bar: Progress,
+    epoch_offset: int,
+    raise_on_divergence: bool,
+) -> FitManyResult:
+    """The one training loop: S = keys.shape[0] members on (x, y), validated on `val` = (x, y) or None;
+    the result of one program (chunks=1)."""
     S, n = keys.shape[0], x.shape[0]
     batch = n if config.batch_size is None else min(config.batch_size, n)
-    tx_given, tx = tx, (make_tx(config, n // batch) if tx is None else tx)
-    step = make_train_step(model_objective(with_compute_dtype(model, config.compute_dtype), config.loss), tx,
-                           config.augmentation)
+    learning_rate = config.learning_rate if tx is None else None  # a custom tx has its own
+    tx = make_tx(config, n // batch) if tx is None else tx
+    step = make_train_step(
+        model_objective(with_compute_dtype(model, config.compute_dtype), config.loss), tx, config.augmentation
+    )
     eval_objective = model_objective(model, config.loss)
     layout = make_layout(config.devices, config.member_shards, members=S, batch_size=batch)
-    members = None if layout is None else layout.members
-    example_x = jnp.asarray(x[:1])
+    members = layout.members
     if state is None:
-        state = jax.jit(lambda k: init_members(model, tx, example_x, keys=k), out_shardings=members)(keys)
+        state = jax.jit(lambda k: init_members(model, tx, jnp.asarray(x[:1]), keys=k), out_shardings=members)(keys)
         if hparams is not None:
             state = state.replace(opt_state=set_hparams(state.opt_state, hparams))
     else:
         state = jax.device_put(copy(state), members)  # the steps donate: never the caller's arrays
-    tracker = init_tracker(state, validate=val is not None)
-    histories: list[list[dict]] = [[] for _ in range(S)]
-    done, stopped = 0, False
-    if resume and checkpointer is not None and checkpointer.latest() is not None:
+    tracker, histories, done, stopped = init_tracker(state, validate=val is not None), [[] for _ in range(S)], 0, False
+    if resume and checkpointer.latest() is not None:  # fit_many checked that resume comes with a checkpointer
         restored = checkpointer.restore(state)
-        log = restored.log
-        state = jax.device_put(restored.state, members)
+        log, state = restored.log, jax.device_put(restored.state, members)
         tracker = Tracker.from_json(log["tracker"], restored.best_variables)
         histories, done, stopped = [list(h) for h in log["histories"]], log["epoch"], log["stopped"]
         if done > config.epochs:
-            raise ValueError(f"epochs: expected at least the {done} epochs of the checkpoint {restored.path} "
-                             f"to resume, got {config.epochs}")
+            raise ValueError(
+                f"epochs: expected at least the {done} epochs of the checkpoint {restored.path} "
+                f"to resume, got {config.epochs}"
+            )
 
     # shapes of one member's state and batch: what the step is traced with, nothing computed
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
     x_spec = jax.ShapeDtypeStruct((batch, *x.shape[1:]), jnp.float32)
     y_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch, *np.shape(a)[1:]), np.asarray(a).dtype), y)
-    errors = jax.eval_shape(functools.partial(eval_objective, train=False, key=None), one.variables, x_spec,
-                            y_spec)[1] is not None
+    errors = (
+        jax.eval_shape(functools.partial(eval_objective, train=False, key=None), one.variables, x_spec, y_spec)[1]
+        is not None
+    )
     convolution = step_has_convolution(step, one, x_spec, y_spec)
     engine_name = pick_engine(config.engine, jax.devices()[0].platform, convolution=convolution)
-    engine = make_engine(members_step(step, None if layout is None else layout.batch), engine_name,
-                         unroll=config.unroll)
-    replicated = None if layout is None else layout.replicated
-    x_dev, y_dev = put(x, replicated), put(y, replicated)
-    run_epoch = _epoch_program(engine, eval_objective, n=n, batch=batch, val=val, config=config, layout=layout,
-                               scan_validation=engine.traced or not convolution)
-    val_data = None if val is None else put(padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])),
-                                            replicated)
+    engine = make_engine(members_step(step, layout.batch), engine_name, unroll=config.unroll)
+    x_dev, y_dev = put(x, layout.replicated), put(y, layout.replicated)
+    run_epoch = _epoch_program(
+        engine,
+        eval_objective,
+        n=n,
+        batch=batch,
+        val=val,
+        config=config,
+        layout=layout,
+        scan_validation=engine.traced or not convolution,
+    )
+    val_data = (
+        None
+        if val is None
+        else put(padded_batches(val[0], val[1], min(config.eval_batch_size, val[0].shape[0])), layout.replicated)
+    )
 
     start = time.perf_counter()
     active = np.asarray(jax.device_get(tracker.active))
-    learning_rate = config.learning_rate if tx_given is None else None
     with deferred_signals() as signals:
         try:
             for epoch in range(done + 1, config.epochs + 1):
@@ -257,50 +258,95 @@ def _train(model: Model, x: np.ndarray, y, val, keys: jax.Array, config: TrainCo
                 state, tracker, report = run_epoch(state, tracker, x_dev, y_dev, val_data, epoch - 1)
                 rows = np.asarray(jax.device_get(report))
                 seconds = time.perf_counter() - t0
-                records = {i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
-                           for i in np.flatnonzero(active)}
+                records = {
+                    i: _record(epoch, rows[i], seconds, validate=val is not None, errors=errors)
+                    for i in np.flatnonzero(active)
+                }
                 diverged = [i for i in records if not rows[i, _COL["finite"]]]
                 if diverged and raise_on_divergence:
                     raise DivergenceError(divergence_message(epoch, records[diverged[0]], learning_rate))
                 for i, record in records.items():
                     histories[i].append(record)
                 active = rows[:, _COL["active"]] > 0
-                bar.update(epoch_offset + epoch, _means(records.values()))
+                means = _means(list(records.values()))
+                bar.update(epoch_offset + epoch, means)
                 listed = [records.get(i) for i in range(S)]
                 stopped = any([bool(cb(epoch, state, listed)) for cb in callbacks]) or not active.any()
-                done = epoch
-                saved = checkpointer is not None and (stopped or epoch == config.epochs
-                                                      or epoch % checkpointer.every == 0 or signals.requested)
-                if saved:
-                    checkpointer.save(state, epoch=epoch, best_variables=tracker.best_variables,
-                                      score=_score(records.values()),
-                                      log={"epoch": epoch, "stopped": stopped, "members": S, "histories": histories,
-                                           "tracker": tracker.to_json()})
-                if signals.requested and not stopped and epoch < config.epochs:
+                done, interrupt = epoch, signals.requested and not stopped and epoch < config.epochs
+                if checkpointer is not None and (
+                    stopped or interrupt or epoch == config.epochs or epoch % checkpointer.every == 0
+                ):
+                    checkpointer.save(
+                        state,
+                        epoch=epoch,
+                        best_variables=tracker.best_variables,
+                        score=None if val is None else (means.get("val_error", 0.0), means["val_loss"]),
+                        log={
+                            "epoch": epoch,
+                            "stopped": stopped,
+                            "members": S,
+                            "histories": histories,
+                            "tracker": tracker.to_json(),
+                        },
+                    )
+                if interrupt:
                     if checkpointer is not None:
                         checkpointer.wait()
-                    raise Interrupted(signals.requested, epoch=epoch,
-                                      checkpoint=checkpointer.path(epoch) if saved else None)
+                    raise Interrupted(
+                        signals.requested,
+                        epoch=epoch,
+                        checkpoint=None if checkpointer is None else checkpointer.path(epoch),
+                    )
             if checkpointer is not None:
                 checkpointer.wait()
         except Interrupted as e:
             if e.epoch is not None:
                 raise
-            raise Interrupted(e.signum, epoch=done, during_epoch=True,  # a second signal, mid-epoch
-                              checkpoint=None if checkpointer is None else checkpointer.latest()) from None
+            raise Interrupted(
+                e.signum,
+                epoch=done,
+                during_epoch=True,  # a second signal, mid-epoch
+                checkpoint=None if checkpointer is None else checkpointer.latest(),
+            ) from None
+    seconds = time.perf_counter() - start
+    best_epoch, diverged = jax.device_get((tracker.best_epoch, tracker.diverged))
+    best_epochs = [int(b) if val is not None else len(h) for b, h in zip(best_epoch, histories, strict=True)]
     variables = state.variables if tracker.best_variables is None else tracker.best_variables
-    return _Run(variables, state, tracker, histories, time.perf_counter() - start, engine_name)
+    return FitManyResult(
+        variables,
+        state,
+        histories,
+        best_epochs,
+        [len(h) for h in histories],
+        [len(h) < config.epochs for h in histories],
+        [int(d) for d in diverged],
+        seconds,
+        chunks=1,
+        engine=engine_name,
+    )
 
 
 def _concat(trees):
     return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
 
 
-def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
-             hparams: dict | None = None, state: TrainState | None = None,
-             tx: optax.GradientTransformation | None = None, callbacks: Sequence[Callback] = (),
-             checkpointer: Checkpointer | None = None, resume: bool = False, max_members: int | None = None,
-             progress: bool | None = None) -> FitManyResult:
+def fit_many(
+    model: Model,
+    train: Dataset,
+    *,
+    keys,
+    config: TrainConfig = TrainConfig(),
+    val: Dataset | None = None,
+    hparams: dict | None = None,
+    state: TrainState | None = None,
+    tx: optax.GradientTransformation | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
+    max_members: int | None = None,
+    progress: bool | None = None,
+    _raise_on_divergence: bool = False,
+) -> FitManyResult:
     """Trains S = len(keys) copies of `model` as one vmapped, jitted program (member i from root key keys[i]).
 
     train: x [n, *model.input_shape], y [n] class labels (or a pytree of [n, ...] targets for
@@ -316,26 +362,20 @@ def fit_many(model: Model, train: Dataset, *, keys, config: TrainConfig = TrainC
     only. checkpointer / resume: save every `checkpointer.every` epochs and at the end /
     continue from the latest checkpoint, bitwise as the uninterrupted run. max_members: train
     at most this many members per program (chunks one after another, announced on stderr), for
-    studies larger than the accelerator's memory.
+    studies larger than the accelerator's memory. (`fit` sets _raise_on_divergence: a diverged member
+    raises DivergenceError instead of stopping.)
     """
-    return _fit_members(model, train, keys=keys, config=config, val=val, hparams=hparams, state=state, tx=tx,
-                        callbacks=callbacks, checkpointer=checkpointer, resume=resume, max_members=max_members,
-                        progress=progress, raise_on_divergence=False)
-
-
-def _fit_members(model: Model, train: Dataset, *, keys, config: TrainConfig, val: Dataset | None, hparams: dict | None,
-                 state: TrainState | None, tx: optax.GradientTransformation | None, callbacks: Sequence[Callback],
-                 checkpointer: Checkpointer | None, resume: bool, max_members: int | None, progress: bool | None,
-                 raise_on_divergence: bool) -> FitManyResult:
     key_data = jax.random.key_data(member_keys(keys))  # [S, 2]: each chunk wraps fresh keys from it
     S = key_data.shape[0]
-    _check_patience(config, val)
+    if config.patience is not None and val is None:  # early stopping watches the validation error
+        raise ValueError(
+            f"patience: expected validation data (val=..., or n_val > 0) to stop on, "
+            f"got patience={config.patience} and val=None"
+        )
     x, y = _check_data(model, train, "train")
-    val_xy = None
-    if val is not None:
-        val_xy = _check_data(model, val, "val")
-        if model.objective is None and val.num_classes != train.num_classes:
-            raise ValueError(f"val.num_classes: expected {train.num_classes} like train, got {val.num_classes}")
+    val_xy = None if val is None else _check_data(model, val, "val")
+    if val is not None and model.objective is None and val.num_classes != train.num_classes:
+        raise ValueError(f"val.num_classes: expected {train.num_classes} like train, got {val.num_classes}")
     hp = check_hparams(hparams, S)
     if hp is not None and tx is not None:
         raise ValueError("hparams: expected the optimizer of the config, got a custom tx as well")
@@ -347,46 +387,73 @@ def _fit_members(model: Model, train: Dataset, *, keys, config: TrainConfig, val
     starts = list(range(0, S, size))
     if len(starts) > 1:
         if checkpointer is not None:
-            raise ValueError(f"checkpointer: expected all {S} members in one program to checkpoint them, "
-                             f"got chunks of {size}; raise max_members")
-        print(f"fit_many: {S} members in chunks of max_members={max_members}: running {len(starts)} programs",
-              file=sys.stderr)
+            raise ValueError(
+                f"checkpointer: expected all {S} members in one program to checkpoint them, "
+                f"got chunks of {size}; raise max_members"
+            )
+        print(
+            f"fit_many: {S} members in chunks of max_members={max_members}: running {len(starts)} programs",
+            file=sys.stderr,
+        )
     bar = Progress(config.epochs * len(starts), label=f"fit[{S}]" if S > 1 else "train", enabled=progress)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(contextlib.closing(bar))
-        if checkpointer is not None:
-            stack.enter_context(checkpointer.open())  # a second writer fails here, before anything is trained
-            if not resume and checkpointer.latest() is not None:
-                raise ValueError(f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
-                                 f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
-                                 f"empty folder")
-        runs = [_train(model, x, y, val_xy, jax.random.wrap_key_data(key_data[s:s + size]), config,
-                       hparams=None if hp is None else {k: v[s:s + size] for k, v in hp.items()}, tx=tx,
-                       state=state, callbacks=callbacks, checkpointer=checkpointer, resume=resume, bar=bar,
-                       epoch_offset=c * config.epochs, raise_on_divergence=raise_on_divergence)
-                for c, s in enumerate(starts)]
-    histories = [h for r in runs for h in r.histories]
-    tracker = {k: np.concatenate([np.asarray(jax.device_get(getattr(r.tracker, k))) for r in runs])
-               for k in ("best_epoch", "diverged")}
-    validated = val is not None
+    # a second writer fails at `checkpointer.open()`, before anything is trained
+    with contextlib.closing(bar), contextlib.nullcontext() if checkpointer is None else checkpointer.open():
+        if checkpointer is not None and not resume and checkpointer.latest() is not None:
+            raise ValueError(
+                f"checkpointer: {checkpointer.directory} already holds checkpoints of a run "
+                f"({checkpointer.latest().name}); resume it (resume=True, --resume) or use an "
+                f"empty folder"
+            )
+        runs = [
+            _train(
+                model,
+                x,
+                y,
+                val_xy,
+                jax.random.wrap_key_data(key_data[s : s + size]),
+                config,
+                hparams=None if hp is None else {k: v[s : s + size] for k, v in hp.items()},
+                tx=tx,
+                state=state,
+                callbacks=callbacks,
+                checkpointer=checkpointer,
+                resume=resume,
+                bar=bar,
+                epoch_offset=c * config.epochs,
+                raise_on_divergence=_raise_on_divergence,
+            )
+            for c, s in enumerate(starts)
+        ]
+    if len(runs) == 1:
+        return runs[0]
+    per_member = {
+        f: [v for r in runs for v in getattr(r, f)]
+        for f in ("histories", "best_epochs", "epochs_run", "stopped_early", "diverged")
+    }
     return FitManyResult(
-        variables=_concat([r.variables for r in runs]) if len(runs) > 1 else runs[0].variables,
-        state=_concat([r.state for r in runs]) if len(runs) > 1 else runs[0].state,
-        histories=histories,
-        best_epochs=[int(b) if validated else len(h) for b, h in zip(tracker["best_epoch"], histories, strict=True)],
-        epochs_run=[len(h) for h in histories],
-        stopped_early=[len(h) < config.epochs for h in histories],
-        diverged=[int(d) for d in tracker["diverged"]],
+        _concat([r.variables for r in runs]),
+        _concat([r.state for r in runs]),
+        **per_member,
         train_seconds=sum(r.train_seconds for r in runs),
         chunks=len(runs),
         engine=runs[0].engine,
     )
 
 
-def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(), val: Dataset | None = None,
-        state: TrainState | None = None, tx: optax.GradientTransformation | None = None,
-        callbacks: Sequence[Callback] = (), checkpointer: Checkpointer | None = None, resume: bool = False,
-        progress: bool | None = None) -> FitResult:
+def fit(
+    model: Model,
+    train: Dataset,
+    *,
+    key,
+    config: TrainConfig = TrainConfig(),
+    val: Dataset | None = None,
+    state: TrainState | None = None,
+    tx: optax.GradientTransformation | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> FitResult:
     """Trains `model` on `train` (x: [n, *model.input_shape], y: [n]) and validates on `val` each epoch:
     `fit_many` with the single member `key` (a jax.random.key or an int seed), its member axis
     squeezed. Raises DivergenceError when the loss or the parameters turn NaN or Inf.
@@ -394,15 +461,32 @@ def fit(model: Model, train: Dataset, *, key, config: TrainConfig = TrainConfig(
     Each callback gets (epoch, state, record) after every epoch and stops training by
     returning True; `state` is valid during the call only (the next step donates its
     buffers): copy what you keep, e.g. `jax.tree.map(np.asarray, state.params)`. `tx` replaces
-    the optimizer of `config` (e.g. one wrapped in `freeze`); the learning rate then is `tx`'s
-    own. With a `checkpointer`, the state and bookkeeping are saved every `checkpointer.every`
-    epochs and at the end; with `resume`, training continues from its latest checkpoint (if
-    any) and ends bitwise as the uninterrupted run would.
+    the optimizer of `config` (e.g. one wrapped in `freeze`), with its own learning rate.
+    `checkpointer` and `resume` as in `fit_many`: a resumed run ends bitwise as the
+    uninterrupted run would.
     """
     squeezed = [lambda epoch, s, records, cb=cb: cb(epoch, member(s, 0), records[0]) for cb in callbacks]
-    many = _fit_members(model, train, keys=[as_key(key)], config=config, val=val, hparams=None,
-                        state=None if state is None else stack([state]), tx=tx, callbacks=squeezed,
-                        checkpointer=checkpointer, resume=resume, max_members=None, progress=progress,
-                        raise_on_divergence=True)
-    return FitResult(member(many.variables, 0), member(many.state, 0), many.histories[0], many.best_epochs[0],
-                     many.epochs_run[0], many.stopped_early[0], many.train_seconds, many.engine)
+    many = fit_many(
+        model,
+        train,
+        keys=[as_key(key)],
+        config=config,
+        val=val,
+        tx=tx,
+        callbacks=squeezed,
+        state=None if state is None else stack([state]),
+        checkpointer=checkpointer,
+        resume=resume,
+        progress=progress,
+        _raise_on_divergence=True,
+    )
+    return FitResult(
+        member(many.variables, 0),
+        member(many.state, 0),
+        many.histories[0],
+        many.best_epochs[0],
+        many.epochs_run[0],
+        many.stopped_early[0],
+        many.train_seconds,
+        many.engine,
+    )

@@ -14,23 +14,25 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 class Layout(NamedTuple):
     """Where things live: replicated (data set, validation), members ([S, ...] state and
-    metrics), batch ([S, batch, ...] gathered batches) and order ([S, steps, batch])."""
+    metrics), batch ([S, batch, ...] gathered batches) and order ([S, steps, batch]); all None on
+    one device (the default placement)."""
 
-    mesh: Mesh
-    replicated: NamedSharding
-    members: NamedSharding
-    batch: NamedSharding
-    order: NamedSharding
+    mesh: Mesh | None
+    replicated: NamedSharding | None
+    members: NamedSharding | None
+    batch: NamedSharding | None
+    order: NamedSharding | None
 
 
-def make_layout(devices: int, member_shards: int, *, members: int, batch_size: int) -> Layout | None:
+def make_layout(devices: int, member_shards: int, *, members: int, batch_size: int) -> Layout:
     """The mesh over the first `devices` of `jax.devices()` (0: all): `member_shards` groups along
-    'members', the rest along 'data'. None for one device."""
+    'members', the rest along 'data'. On one device every field is None."""
     available = jax.devices()
     count = len(available) if devices == 0 else devices
     if count > len(available):
@@ -38,15 +40,20 @@ def make_layout(devices: int, member_shards: int, *, members: int, batch_size: i
     if count % member_shards:
         raise ValueError(f"member_shards: expected a divisor of the {count} devices, got {member_shards}")
     if count == 1:
-        return None
+        return Layout(None, None, None, None, None)
     data = count // member_shards
     if members % member_shards:
         raise ValueError(f"keys: expected a multiple of member_shards={member_shards} members, got {members}")
     if batch_size % data:
         raise ValueError(f"batch_size: expected a multiple of the {data} devices of the 'data' axis, got {batch_size}")
     mesh = Mesh(np.asarray(available[:count]).reshape(member_shards, data), ("members", "data"))
-    return Layout(mesh, NamedSharding(mesh, P()), NamedSharding(mesh, P("members")),
-                  NamedSharding(mesh, P("members", "data")), NamedSharding(mesh, P("members", None, "data")))
+    return Layout(
+        mesh,
+        NamedSharding(mesh, P()),
+        NamedSharding(mesh, P("members")),
+        NamedSharding(mesh, P("members", "data")),
+        NamedSharding(mesh, P("members", None, "data")),
+    )
 
 
 def put(value, sharding: NamedSharding | None):
@@ -54,5 +61,6 @@ def put(value, sharding: NamedSharding | None):
     processes (every process passes the same full value)."""
     if sharding is None:
         return jax.device_put(value)
-    return jax.tree.map(lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]),
-                        value)
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]), value
+    )

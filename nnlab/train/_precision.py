@@ -33,6 +33,7 @@ def with_compute_dtype(model: Model, compute_dtype: str) -> Model:
 
     objective = None
     if model.objective is not None:
+
         def objective(variables, x, targets, *, train: bool, key: jax.Array | None = None):
             loss, errors, updates = model.objective(*cast_in(variables, x), targets, train=train, key=key)
             return loss.astype(jnp.float32), errors, updates

@@ -21,8 +21,14 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         eta = elapsed / done * (self.total - done)
         bar = "#" * (20 * done // self.total)
-        parts = [f"{k} {v:.4f}" for k, v in record.items() if k in ("train_loss", "train_error", "val_error") and v is not None]
-        self.stream.write(f"\r{self.label} {done}/{self.total} [{bar:<20}] {'  '.join(parts)}  {elapsed:.0f}s, eta {eta:.0f}s ")
+        parts = [
+            f"{k} {v:.4f}"
+            for k, v in record.items()
+            if k in ("train_loss", "train_error", "val_error") and v is not None
+        ]
+        self.stream.write(
+            f"\r{self.label} {done}/{self.total} [{bar:<20}] {'  '.join(parts)}  {elapsed:.0f}s, eta {eta:.0f}s "
+        )
         self.stream.flush()
 
     def close(self) -> None:

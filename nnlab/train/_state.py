@@ -44,8 +44,14 @@ def init_state(model: Model, tx: optax.GradientTransformation, example_x: jax.Ar
     optimizer's state, counters at 0 and the step streams."""
     variables = dict(model.init(stream(key, "init"), example_x))
     params = variables.pop("params")
-    return TrainState(params=params, model_state=variables, opt_state=tx.init(params),
-                      step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), rng=step_streams(key))
+    return TrainState(
+        params=params,
+        model_state=variables,
+        opt_state=tx.init(params),
+        step=jnp.zeros((), jnp.int32),
+        epoch=jnp.zeros((), jnp.int32),
+        rng=step_streams(key),
+    )
 
 
 def init_members(model: Model, tx: optax.GradientTransformation, example_x: jax.Array, *, keys) -> TrainState:
@@ -64,8 +70,9 @@ def member(tree, i: int):
 def _stack_leaves(*leaves) -> jax.Array:
     """A fresh array [S, ...]; PRNG keys go through their key data, so the callers' keys stay unconsumed."""
     if isinstance(leaves[0], jax.Array) and jnp.issubdtype(leaves[0].dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(k) for k in leaves]),
-                                        impl=jax.random.key_impl(leaves[0]))
+        return jax.random.wrap_key_data(
+            jnp.stack([jax.random.key_data(k) for k in leaves]), impl=jax.random.key_impl(leaves[0])
+        )
     return jnp.stack(leaves)
 
 

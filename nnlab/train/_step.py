@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +41,9 @@ def model_objective(model: Model, loss: str) -> Objective:
     return model.objective if model.objective is not None else classification_objective(model.apply, loss)
 
 
-def make_train_step(objective: Objective, tx: optax.GradientTransformation,
-                    augmentation: Augmentation = Augmentation()) -> Callable:
+def make_train_step(
+    objective: Objective, tx: optax.GradientTransformation, augmentation: Augmentation = Augmentation()
+) -> Callable:
     """step(state, x, y) -> (state, metrics) for one member and one mini-batch.
 
     x: [batch, ...], y: [batch] (or a pytree of [batch, ...] targets); metrics: float32 [3]
@@ -62,13 +63,18 @@ def make_train_step(objective: Objective, tx: optax.GradientTransformation,
 
         grads, (per_sample, errors, updates) = jax.grad(loss, has_aux=True)(state.params)
         param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        model_state = {**state.model_state,
-                       **jax.tree.map(lambda new, old: new.astype(old.dtype), updates,
-                                      {k: state.model_state[k] for k in updates})}
+        model_state = {
+            **state.model_state,
+            **jax.tree.map(lambda new, old: new.astype(old.dtype), updates, {k: state.model_state[k] for k in updates}),
+        }
         count = jnp.float32(per_sample.shape[0])
         error_sum = jnp.float32(0.0) if errors is None else jnp.sum(errors).astype(jnp.float32)
-        new_state = state.replace(params=optax.apply_updates(state.params, param_updates), model_state=model_state,
-                                  opt_state=opt_state, step=state.step + 1)
+        new_state = state.replace(
+            params=optax.apply_updates(state.params, param_updates),
+            model_state=model_state,
+            opt_state=opt_state,
+            step=state.step + 1,
+        )
         return new_state, jnp.stack([jnp.sum(per_sample).astype(jnp.float32), error_sum, count])
 
     return step

@@ -25,11 +25,16 @@ class DivergenceError(FloatingPointError):
 
 def divergence_message(epoch: int, record: dict, learning_rate: float | None) -> str:
     """What a DivergenceError says: the epoch, what turned non-finite, the likely cause."""
-    bad = [f"{name} {record[name]}" for name in ("train_loss", "val_loss")
-           if record.get(name) is not None and not math.isfinite(record[name])] or ["non-finite parameters"]
+    bad = [
+        f"{name} {record[name]}"
+        for name in ("train_loss", "val_loss")
+        if record.get(name) is not None and not math.isfinite(record[name])
+    ] or ["non-finite parameters"]
     rate = f"learning rate {learning_rate:g}" if learning_rate is not None else "learning rate"
-    return (f"epoch {epoch}: training diverged ({', '.join(bad)}); likely cause: the {rate} is too large for this "
-            f"model and data (or the inputs are far from unit scale); try a smaller one. Epoch {epoch} was not kept")
+    return (
+        f"epoch {epoch}: training diverged ({', '.join(bad)}); likely cause: the {rate} is too large for this "
+        f"model and data (or the inputs are far from unit scale); try a smaller one. Epoch {epoch} was not kept"
+    )
 
 
 @flax.struct.dataclass
@@ -55,35 +60,60 @@ class Tracker:
         """The small arrays as JSON-ready lists (float32 values round-trip exactly through float;
         the infinity of 'no best yet' as null)."""
         best = [[None if math.isinf(v) else v for v in row] for row in jax.device_get(self.best).tolist()]
-        return {"best": best, "best_epoch": jax.device_get(self.best_epoch).tolist(),
-                "since_best": jax.device_get(self.since_best).tolist(), "active": jax.device_get(self.active).tolist(),
-                "diverged": jax.device_get(self.diverged).tolist()}
+        return {
+            "best": best,
+            "best_epoch": jax.device_get(self.best_epoch).tolist(),
+            "since_best": jax.device_get(self.since_best).tolist(),
+            "active": jax.device_get(self.active).tolist(),
+            "diverged": jax.device_get(self.diverged).tolist(),
+        }
 
     @classmethod
-    def from_json(cls, data: dict, best_variables) -> "Tracker":
+    def from_json(cls, data: dict, best_variables) -> Tracker:
         best = [[math.inf if v is None else v for v in row] for row in data["best"]]
-        return cls(jnp.asarray(best, jnp.float32), jnp.asarray(data["best_epoch"], jnp.int32),
-                   jnp.asarray(data["since_best"], jnp.int32), jnp.asarray(data["active"], bool),
-                   jnp.asarray(data["diverged"], jnp.int32), best_variables)
+        return cls(
+            jnp.asarray(best, jnp.float32),
+            jnp.asarray(data["best_epoch"], jnp.int32),
+            jnp.asarray(data["since_best"], jnp.int32),
+            jnp.asarray(data["active"], bool),
+            jnp.asarray(data["diverged"], jnp.int32),
+            best_variables,
+        )
 
 
 def init_tracker(state: TrainState, *, validate: bool) -> Tracker:
     """A fresh tracker for the stacked `state` (a copy of its variables as the best so far when validating)."""
     S = state.step.shape[0]
     best_variables = jax.tree.map(jnp.copy, state.variables) if validate else None
-    return Tracker(jnp.full((S, 2), jnp.inf, jnp.float32), jnp.zeros((S,), jnp.int32), jnp.zeros((S,), jnp.int32),
-                   jnp.ones((S,), bool), jnp.zeros((S,), jnp.int32), best_variables)
+    return Tracker(
+        jnp.full((S, 2), jnp.inf, jnp.float32),
+        jnp.zeros((S,), jnp.int32),
+        jnp.zeros((S,), jnp.int32),
+        jnp.ones((S,), bool),
+        jnp.zeros((S,), jnp.int32),
+        best_variables,
+    )
 
 
 def _all_finite(tree) -> jax.Array:
     """bool [S]: every floating leaf of the stacked `tree` finite, per member."""
-    flags = [jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1) for a in jax.tree.leaves(tree)
-             if jnp.issubdtype(a.dtype, jnp.floating)]
+    flags = [
+        jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+        for a in jax.tree.leaves(tree)
+        if jnp.issubdtype(a.dtype, jnp.floating)
+    ]
     return jnp.all(jnp.stack(flags), axis=0) if flags else jnp.ones((), bool)
 
 
-def end_epoch(state: TrainState, tracker: Tracker, train_metrics: jax.Array, val_metrics: jax.Array | None,
-              *, n_val: int, patience: int | None) -> tuple[TrainState, Tracker, jax.Array]:
+def end_epoch(
+    state: TrainState,
+    tracker: Tracker,
+    train_metrics: jax.Array,
+    val_metrics: jax.Array | None,
+    *,
+    n_val: int,
+    patience: int | None,
+) -> tuple[TrainState, Tracker, jax.Array]:
     """Closes an epoch for every member: counts it for the active ones, checks that loss and
     parameters are finite, notes a better validation result (lexicographic in (error, loss);
     a non-finite epoch never counts) and keeps that epoch's variables, and deactivates the
@@ -111,6 +141,15 @@ def end_epoch(state: TrainState, tracker: Tracker, train_metrics: jax.Array, val
     if patience is not None and val_metrics is not None:
         active = active & (since_best < patience)
     diverged = jnp.where(was_active & ~finite, state.epoch, tracker.diverged)
-    columns = [train_metrics[:, 0], train_metrics[:, 1], train_metrics[:, 2], val_loss, val_error, improved, finite, active]
+    columns = [
+        train_metrics[:, 0],
+        train_metrics[:, 1],
+        train_metrics[:, 2],
+        val_loss,
+        val_error,
+        improved,
+        finite,
+        active,
+    ]
     report = jnp.stack([c.astype(jnp.float32) for c in columns], axis=1)
     return state, Tracker(best, best_epoch, since_best, active, diverged, best_variables), report

@@ -19,6 +19,7 @@ from ._config import TrainConfig
 
 # hyperparameters a member may have of its own
 MEMBER_HPARAMS = ("learning_rate", "weight_decay", "momentum")
+"""Hyperparameters a member of `fit_many` may have of its own (`hparams=`)."""
 
 
 def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -28,8 +29,12 @@ def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransfor
     2 * lambda * theta (for 'adamw': the decoupled decay theta <- theta - eta * lambda * theta);
     both act on `decay_mask`'s leaves. The schedule multiplies the learning rate.
     """
-    shape = schedule(config.schedule, 1.0, total_steps=config.epochs * steps_per_epoch,
-                     warmup_steps=config.warmup_epochs * steps_per_epoch)
+    shape = schedule(
+        config.schedule,
+        1.0,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=config.warmup_epochs * steps_per_epoch,
+    )
     mask = functools.partial(decay_mask, include_biases=config.decay_biases)
     coupled = config.optimizer != "adamw"
 
@@ -44,7 +49,8 @@ def make_tx(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransfor
         return optax.chain(*parts)
 
     return optax.inject_hyperparams(build, hyperparam_dtype=jnp.float32)(
-        learning_rate=config.learning_rate, weight_decay=config.weight_decay, momentum=config.momentum)
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay, momentum=config.momentum
+    )
 
 
 def check_hparams(hparams: dict | None, members: int) -> dict[str, np.ndarray] | None:
@@ -63,8 +69,10 @@ def check_hparams(hparams: dict | None, members: int) -> dict[str, np.ndarray] |
         if ok and name == "momentum":
             ok = bool(np.all(v < 1))
         if not ok:
-            raise ValueError(f"hparams[{name!r}]: expected {members} finite values (one per key) in the range of "
-                             f"TrainConfig.{name}, got {np.asarray(values)!r}")
+            raise ValueError(
+                f"hparams[{name!r}]: expected {members} finite values (one per key) in the range of "
+                f"TrainConfig.{name}, got {np.asarray(values)!r}"
+            )
         out[name] = v.astype(np.float32)
     return out
 
@@ -72,7 +80,8 @@ def check_hparams(hparams: dict | None, members: int) -> dict[str, np.ndarray] |
 def set_hparams(opt_state, hparams: dict[str, np.ndarray]):
     """The stacked optimizer state of `make_tx` with member i's hyperparameters set to hparams[...][i]."""
     if not hasattr(opt_state, "hyperparams"):
-        raise ValueError("hparams: expected the optimizer of the config (make_tx), got a custom tx without "
-                         "per-member hyperparameters")
-    return opt_state._replace(hyperparams={**opt_state.hyperparams,
-                                           **{k: jnp.asarray(v) for k, v in hparams.items()}})
+        raise ValueError(
+            "hparams: expected the optimizer of the config (make_tx), got a custom tx without "
+            "per-member hyperparameters"
+        )
+    return opt_state._replace(hyperparams={**opt_state.hyperparams, **{k: jnp.asarray(v) for k, v in hparams.items()}})

@@ -3,7 +3,7 @@ evaluated in one vmapped pass, sums kept on the device until the epoch's report.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,16 +20,20 @@ def make_validator(eval_batch: Callable, *, scan: bool) -> Callable:
     per_batch = jax.vmap(eval_batch, in_axes=(0, None, None, None))
 
     def batch_at(variables, xb, yb, mask, i):
-        pick = lambda a: a[i]  # noqa: E731
-        return per_batch(variables, jax.tree.map(pick, xb), jax.tree.map(pick, yb), mask[i])
+        return per_batch(variables, *jax.tree.map(lambda a: a[i], (xb, yb)), mask[i])
 
     if scan:
+
         def run(variables, xb, yb, mask):
-            return jnp.sum(jax.lax.map(lambda i: batch_at(variables, xb, yb, mask, i), jnp.arange(mask.shape[0])), axis=0)
+            return jnp.sum(
+                jax.lax.map(lambda i: batch_at(variables, xb, yb, mask, i), jnp.arange(mask.shape[0])), axis=0
+            )
+
         return run
 
-    accumulate = jax.jit(lambda acc, variables, xb, yb, mask, i: acc + batch_at(variables, xb, yb, mask, i),
-                         donate_argnums=0)
+    accumulate = jax.jit(
+        lambda acc, variables, xb, yb, mask, i: acc + batch_at(variables, xb, yb, mask, i), donate_argnums=0
+    )
 
     def run(variables, xb, yb, mask):
         acc = jnp.zeros((jax.tree.leaves(variables)[0].shape[0], 2), jnp.float32)
