@@ -285,7 +285,5 @@ def test_rcnn_cnn_and_svm_objectives_learn(scenes):
     )
     assert svm_before == pytest.approx(float(np.mean(np.sum(np.asarray(t) != 0, axis=1))), rel=1e-6)  # zero init
     assert svm_after < 0.5 * svm_before
-    out = jax.jit(r.detect)(
-        trained, svm_trained, images, targets["proposals"], targets["proposals_valid"]
-    )
+    out = jax.jit(r.detect)(trained, svm_trained, images, targets["proposals"], targets["proposals_valid"])
     assert out.valid.shape == (2, 20) and np.asarray(out.valid).any()

@@ -20,6 +20,8 @@ from nnlab.detect import (
     roi_pool,
 )
 
+pytestmark = pytest.mark.usefixtures("fast_compile")  # many small programs, each run once
+
 
 def _random_boxes(rng, n, extent=100.0, max_size=40.0):
     xy = rng.uniform(0, extent, (n, 2))
