@@ -19,7 +19,9 @@ from ._dataset import Dataset
 from ._datasets import fashion_mnist, mnist
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+"""The class names of MNIST scenes' objects: the digits '0' to '9', by label."""
 FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+"""The class names of Fashion-MNIST scenes' objects, by label."""
 
 
 class Scenes(NamedTuple):
