@@ -87,9 +87,9 @@ def scores(test, detections) -> dict:
         gt_masks=test.masks() if detections.masks is not None else None,
         class_names=test.class_names,
     )
-    out = {"map50": s["bbox"]["AP50"], "map": s["bbox"]["AP"]}
+    out = {"map50": s["bbox"]["map50"], "map": s["bbox"]["map"]}
     if "segm" in s:
-        out["mask_ap"], out["mask_ap50"] = s["segm"]["AP"], s["segm"]["AP50"]
+        out["mask_ap"], out["mask_ap50"] = s["segm"]["map"], s["segm"]["map50"]
     return out
 
 

@@ -9,10 +9,12 @@ columns x1 .. x2 - 1 and rows y1 .. y2 - 1 (x2 - x1 is its width in pixels).
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import check_positive
 from ._dataset import Dataset
@@ -64,13 +66,14 @@ class Scenes(NamedTuple):
 
     def dataset(self) -> Dataset:
         """The scenes as a `Dataset` for `nnlab.fit`: x = images, y = the `targets()` pytree."""
-        return Dataset(self.images, self.targets(), self.num_classes, self.name)
+        # y is a pytree of per-scene arrays, which fit maps over (Dataset annotates class labels)
+        return Dataset(self.images, self.targets(), self.num_classes, self.name)  # type: ignore[arg-type]
 
     def take(self, n: int) -> Scenes:
         """The first `n` scenes (all when n >= len)."""
         return self.subset(np.arange(min(n, self.n)))
 
-    def subset(self, indices) -> Scenes:
+    def subset(self, indices: ArrayLike) -> Scenes:
         """The scenes at `indices` (an integer array)."""
         idx = np.asarray(indices)
         return self._replace(
@@ -86,7 +89,7 @@ def _resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Bilinear resampling with pixel centres at half-integers (edges clamped): [h, w] -> [out_h, out_w]."""
     h, w = img.shape
 
-    def axis(n_in, n_out):
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
         lo = np.floor(src).astype(np.int64)
         hi = np.minimum(lo + 1, n_in - 1)
@@ -205,7 +208,7 @@ def make_scenes(
 
 
 def mnist_scenes(
-    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options
+    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options: Any
 ) -> Scenes:
     """`make_scenes` from MNIST's training digits (split='train') or its test digits (split='test'),
     so that test scenes share no digit image with training scenes. Options as `make_scenes`."""
@@ -213,7 +216,7 @@ def mnist_scenes(
 
 
 def fashion_mnist_scenes(
-    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options
+    n: int, *, key: jax.Array, split: str = "train", data_dir: str | os.PathLike | None = None, **options: Any
 ) -> Scenes:
     """`make_scenes` from Fashion-MNIST items (gray threshold 0.05 by default: clothing has dark
     regions inside the object). Options as `make_scenes`."""
@@ -221,7 +224,16 @@ def fashion_mnist_scenes(
     return _scenes_from(fashion_mnist, "fashion-mnist", FASHION_CLASSES, n, key, split, data_dir, options)
 
 
-def _scenes_from(loader, name, classes, n, key, split, data_dir, options) -> Scenes:
+def _scenes_from(
+    loader: Callable[..., tuple[Dataset, Dataset]],
+    name: str,
+    classes: tuple[str, ...],
+    n: int,
+    key: jax.Array,
+    split: str,
+    data_dir: str | os.PathLike | None,
+    options: dict[str, Any],
+) -> Scenes:
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     train, test = loader(data_dir)

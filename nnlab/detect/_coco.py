@@ -8,8 +8,12 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from ._detector import Detections
 
 _INSTALL = 'pip install -e ".[detect]"'
 # COCOeval.stats, in its order
@@ -29,7 +33,7 @@ _STATS = (
 )
 
 
-def _pycocotools():
+def _pycocotools() -> tuple[Any, Any, Any]:
     try:
         from pycocotools import mask
         from pycocotools.coco import COCO
@@ -48,7 +52,7 @@ def _rle(masks: np.ndarray) -> list[dict]:
     return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in encoded]
 
 
-def _check_padded(boxes, valid, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_padded(boxes: ArrayLike, valid: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
     boxes, valid = np.asarray(boxes, np.float64), np.asarray(valid, bool)
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or valid.shape != boxes.shape[:2]:
         raise ValueError(
@@ -62,7 +66,14 @@ def _xywh(box: np.ndarray) -> list[float]:
 
 
 def coco_ground_truth(
-    boxes, labels, valid, *, height: int, width: int, masks=None, class_names: Sequence[str] | None = None
+    boxes: ArrayLike,
+    labels: ArrayLike,
+    valid: ArrayLike,
+    *,
+    height: int,
+    width: int,
+    masks: ArrayLike | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """A COCO data set dict from padded ground truth: boxes [n, k, 4] (x1, y1, x2, y2), labels [n, k]
     in [0, C), valid [n, k], masks [n, k, height, width] bool or None.
@@ -70,11 +81,13 @@ def coco_ground_truth(
     Image i gets id i + 1, class c category id c + 1 (COCO reserves id 0); an object's area is its
     mask's pixel count when masks are given, else its box's area.
     """
-    boxes, valid = _check_padded(boxes, valid, "ground truth")
+    checked = _check_padded(boxes, valid, "ground truth")
+    boxes, valid = checked[0], checked[1]
+    masks = None if masks is None else np.asarray(masks)
     labels = np.asarray(labels)
     num_classes = len(class_names) if class_names is not None else int(labels[valid].max(initial=0)) + 1
     names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for i in range(boxes.shape[0]):
         idx = np.nonzero(valid[i])[0]
         rles = _rle(np.asarray(masks[i])[idx]) if masks is not None else [None] * len(idx)
@@ -88,9 +101,9 @@ def coco_ground_truth(
                 "area": box[2] * box[3],
                 "iscrowd": 0,
             }
-            if rle is not None:
+            if masks is not None:
                 ann["segmentation"] = rle
-                ann["area"] = float(np.asarray(masks[i][j]).sum())
+                ann["area"] = float(masks[i][j].sum())
             annotations.append(ann)
     return {
         "info": {"description": "nnlab ground truth"},
@@ -100,10 +113,14 @@ def coco_ground_truth(
     }
 
 
-def coco_results(boxes, scores, labels, valid, *, masks=None) -> list[dict]:
+def coco_results(
+    boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, valid: ArrayLike, *, masks: ArrayLike | None = None
+) -> list[dict]:
     """COCO result dicts from padded detections: boxes [n, d, 4], scores [n, d], labels [n, d],
     valid [n, d], masks [n, d, height, width] bool or None (image i is id i + 1)."""
-    boxes, valid = _check_padded(boxes, valid, "detections")
+    checked = _check_padded(boxes, valid, "detections")
+    boxes, valid = checked[0], checked[1]
+    masks = None if masks is None else np.asarray(masks)
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels)
     results = []
     for i in range(boxes.shape[0]):
@@ -146,14 +163,14 @@ def coco_evaluate(ground_truth: dict, results: list[dict], *, iou_type: str = "b
 
 
 def coco_scores(
-    gt_boxes,
-    gt_labels,
-    gt_valid,
-    detections,
+    gt_boxes: ArrayLike,
+    gt_labels: ArrayLike,
+    gt_valid: ArrayLike,
+    detections: Detections,
     *,
     height: int,
     width: int,
-    gt_masks=None,
+    gt_masks: ArrayLike | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """A detector's `Detections` on n images scored against padded ground truth (gt_boxes [n, k, 4],

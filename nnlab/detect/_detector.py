@@ -69,14 +69,19 @@ class Detector(NamedTuple):
         come from the fixed key(0), so it is the same number at every epoch for the same weights.
         """
 
-        def apply(variables: Variables, images: jax.Array, *, train: bool, key: jax.Array | None = None):
+        def apply(
+            variables: Variables, images: jax.Array, *, train: bool, key: jax.Array | None = None
+        ) -> tuple[Detections, Variables]:
             del train, key
             return self.detect(variables, images), {}
 
-        def objective(variables: Variables, images: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
+        def objective(
+            variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array | None = None
+        ) -> tuple[jax.Array, None, Variables]:
             loss, updates = self.objective(
                 variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
             )
             return loss, None, updates
 
-        return Model(self.init, apply, None, self.name, objective)
+        # apply's outputs are Detections (a pytree of arrays) where Model annotates one array of logits
+        return Model(self.init, apply, None, self.name, objective)  # type: ignore[arg-type]

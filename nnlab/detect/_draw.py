@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 _COLOURS = (
     "#e6194b",
@@ -23,16 +24,16 @@ _COLOURS = (
 
 def draw_detections(
     path: str | os.PathLike,
-    images,
-    boxes,
-    labels,
-    valid,
+    images: ArrayLike,
+    boxes: ArrayLike,
+    labels: ArrayLike,
+    valid: ArrayLike,
     *,
-    scores=None,
-    masks=None,
+    scores: ArrayLike | None = None,
+    masks: ArrayLike | None = None,
     class_names: Sequence[str] | None = None,
-    gt_boxes=None,
-    gt_valid=None,
+    gt_boxes: ArrayLike | None = None,
+    gt_valid: ArrayLike | None = None,
     columns: int = 4,
     title: str | None = None,
 ) -> None:
@@ -102,4 +103,5 @@ def draw_detections(
 
 
 def _rgb(colour: str) -> tuple[float, float, float]:
-    return tuple(int(colour[k : k + 2], 16) / 255 for k in (1, 3, 5))
+    r, g, b = (int(colour[k : k + 2], 16) / 255 for k in (1, 3, 5))
+    return r, g, b

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -97,7 +98,7 @@ class FasterRCNNConfig:
     nms_iou: float = 0.5
     max_detections: int = 20
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("backbone", "anchor_scales", "anchor_ratios", "head_widths", "box_coder_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # hashable, whatever sequence was given
         for name in (
@@ -151,7 +152,7 @@ class FasterRCNN(nn.Module):
 
     config: FasterRCNNConfig
 
-    def setup(self):
+    def setup(self) -> None:
         c = self.config
         self.backbone = ConvBackbone(tuple(c.backbone), c.convs_per_stage, c.batch_norm)
         self.rpn_conv = conv(c.rpn_width, 3)
@@ -190,14 +191,14 @@ class FasterRCNN(nn.Module):
             h = nn.relu(layer(h))
         return self.mask_logits(nn.relu(self.mask_upsample(h)))
 
-    def __call__(self, images: jax.Array, *, train: bool):
+    def __call__(self, images: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array, tuple[jax.Array, ...]]:
         """Runs every part once (to create the parameters): the heads on the whole image as one RoI."""
         c = self.config
         maps = self.features(images, train=train)
         logits, deltas = self.rpn(maps[-1])
         whole = jnp.array([[0.0, 0.0, images.shape[2], images.shape[1]]], jnp.float32)
         pooled = _pool(c, maps[-1][0], whole)
-        out = self.box_head(pooled)
+        out: tuple[jax.Array, ...] = self.box_head(pooled)
         if c.masks:
             out = (*out, self.mask_head(_mask_pool(c, maps, 0, whole)))
         return logits, deltas, out
@@ -271,7 +272,7 @@ def _mask_targets(c: FasterRCNNConfig, instances: jax.Array, boxes: jax.Array, g
     instances [H, W], boxes [r, 4], gt_index [r] -> [r, m, m] bool."""
     size = (c.mask_size, c.mask_size)
 
-    def one(box, j):
+    def one(box: jax.Array, j: jax.Array) -> jax.Array:
         mask = (instances == (j + 1).astype(instances.dtype)).astype(jnp.float32)[:, :, None]
         return roi_align(mask, box[None], size, spatial_scale=1.0)[0, :, :, 0]
 
@@ -306,7 +307,9 @@ def _losses(module: FasterRCNN, images: jax.Array, targets: dict, key: jax.Array
     gt_valid = targets["valid"].astype(bool)
     maps = module.features(images, train=train)
     fmap = maps[-1]
-    anchors = anchor_grid(fmap.shape[1:3], stride=c.stride, scales=c.anchor_scales, ratios=c.anchor_ratios)
+    anchors = anchor_grid(
+        (fmap.shape[1], fmap.shape[2]), stride=c.stride, scales=c.anchor_scales, ratios=c.anchor_ratios
+    )
     logits, deltas = module.rpn(fmap)
     k_rpn, k_roi = jax.random.split(key)
     rpn = jax.vmap(partial(_rpn_loss, c, anchors))(logits, deltas, gt_boxes, gt_valid, per_image_keys(k_rpn, b))
@@ -362,7 +365,9 @@ def _detect(module: FasterRCNN, images: jax.Array) -> Detections:
     b, height, width = images.shape[:3]
     maps = module.features(images, train=False)
     fmap = maps[-1]
-    anchors = anchor_grid(fmap.shape[1:3], stride=c.stride, scales=c.anchor_scales, ratios=c.anchor_ratios)
+    anchors = anchor_grid(
+        (fmap.shape[1], fmap.shape[2]), stride=c.stride, scales=c.anchor_scales, ratios=c.anchor_ratios
+    )
     logits, deltas = module.rpn(fmap)
     props, _, props_valid = jax.vmap(partial(_proposals, c, anchors, height, width, c.proposals_test))(logits, deltas)
     pooled = jax.vmap(partial(_pool, c))(fmap, props)
@@ -370,7 +375,9 @@ def _detect(module: FasterRCNN, images: jax.Array) -> Detections:
     probs = jax.nn.softmax(class_logits.reshape(b, c.proposals_test, -1), axis=-1)[:, :, 1:]
     box_deltas = box_deltas.reshape(b, c.proposals_test, c.num_classes, 4)
 
-    def per_image(props, props_valid, probs, box_deltas):
+    def per_image(
+        props: jax.Array, props_valid: jax.Array, probs: jax.Array, box_deltas: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         boxes = clip_boxes(decode_boxes(box_deltas, props[:, None, :], c.box_coder_weights), height, width)
         labels = jnp.broadcast_to(jnp.arange(c.num_classes, dtype=jnp.int32)[None, :], probs.shape)
         wide = (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
@@ -389,7 +396,7 @@ def _detect(module: FasterRCNN, images: jax.Array) -> Detections:
     return Detections(boxes, scores, labels, valid, masks)
 
 
-def faster_rcnn(config: FasterRCNNConfig | None = None, **overrides) -> Detector:
+def faster_rcnn(config: FasterRCNNConfig | None = None, **overrides: Any) -> Detector:
     """Faster R-CNN (Mask R-CNN with masks=True) as a `Detector`: init, objective, detect.
 
     objective(variables, images [b, H, W, 1], targets, *, train, key) -> (per_image_loss [b], updates)
@@ -403,20 +410,22 @@ def faster_rcnn(config: FasterRCNNConfig | None = None, **overrides) -> Detector
     def init(key: jax.Array, images: jax.Array) -> Variables:
         return dict(compiled_init(partial(module.init, train=False), key, images))
 
-    def objective(variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array):
+    def objective(
+        variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array
+    ) -> tuple[jax.Array, Variables]:
         mutable = [k for k in variables if k != "params"] if train else False
         run = partial(_losses, train=train)
         if mutable:
             loss, updates = module.apply(variables, images, targets, key, method=run, mutable=mutable)
             return loss, dict(updates)
-        return module.apply(variables, images, targets, key, method=run), {}
+        return cast(jax.Array, module.apply(variables, images, targets, key, method=run)), {}
 
     def detect(variables: Variables, images: jax.Array) -> Detections:
-        return module.apply(variables, images, method=_detect)
+        return cast(Detections, module.apply(variables, images, method=_detect))
 
     return Detector(init, objective, detect, "mask_rcnn" if c.masks else "faster_rcnn")
 
 
-def mask_rcnn(config: FasterRCNNConfig | None = None, **overrides) -> Detector:
+def mask_rcnn(config: FasterRCNNConfig | None = None, **overrides: Any) -> Detector:
     """`faster_rcnn` with the mask head (masks=True)."""
     return faster_rcnn(config, **{"masks": True, **overrides})

@@ -39,7 +39,7 @@ def nms(
     live = jnp.isfinite(scores) if valid is None else valid & jnp.isfinite(scores)
     current = jnp.where(live, scores, -jnp.inf)
 
-    def body(i, carry):
+    def body(i: jax.Array, carry: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
         current, indices, kept = carry
         j = jnp.argmax(current)
         ok = current[j] > -jnp.inf

@@ -9,8 +9,10 @@ Runs on the host with NumPy; scikit-image comes with the optional extra: pip ins
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import check_positive
 
@@ -18,7 +20,7 @@ _COLOUR_BINS = 25
 _TEXTURE_BINS = 8  # gradient orientations
 
 
-def _skimage():
+def _skimage() -> tuple[Any, Any]:
     try:
         from skimage.filters import gaussian
         from skimage.segmentation import felzenszwalb
@@ -32,7 +34,7 @@ class _Region:
 
     __slots__ = ("size", "box", "colour", "texture")
 
-    def __init__(self, size, box, colour, texture):
+    def __init__(self, size: int, box: tuple[int, ...], colour: np.ndarray, texture: np.ndarray) -> None:
         self.size, self.box, self.colour, self.texture = size, box, colour, texture
 
     def merge(self, other: _Region) -> _Region:
@@ -48,7 +50,7 @@ class _Region:
         return _Region(total, box, colour, texture)
 
 
-def _box_area(box) -> float:
+def _box_area(box: Sequence[float]) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
@@ -63,7 +65,9 @@ def _similarity(a: _Region, b: _Region, image_size: int) -> float:
     return colour + texture + size + fill
 
 
-def _initial_regions(labels: np.ndarray, gray: np.ndarray, orientation: np.ndarray, magnitude: np.ndarray):
+def _initial_regions(
+    labels: np.ndarray, gray: np.ndarray, orientation: np.ndarray, magnitude: np.ndarray
+) -> tuple[dict[int, _Region], set[tuple[int, int]]]:
     """One `_Region` per segment label, and the pairs of labels that touch (4-neighbourhood)."""
     n = int(labels.max()) + 1
     flat = labels.reshape(-1)
@@ -87,7 +91,7 @@ def _initial_regions(labels: np.ndarray, gray: np.ndarray, orientation: np.ndarr
     regions = {
         i: _Region(sizes[i], tuple(int(v) for v in boxes[i]), colour[i], texture[i]) for i in range(n) if sizes[i] > 0
     }
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
         touching = a != b
         lo, hi = np.minimum(a[touching], b[touching]), np.maximum(a[touching], b[touching])
@@ -99,7 +103,7 @@ def _hierarchy(regions: dict, pairs: set, image_size: int) -> list[tuple[int, in
     """The bounding box of every region, the initial ones and each merge of the most similar pair
     of neighbours, until one region is left."""
     boxes = [r.box for r in regions.values()]
-    neighbours = {i: set() for i in regions}
+    neighbours: dict[int, set[int]] = {i: set() for i in regions}
     for a, b in pairs:
         neighbours[a].add(b)
         neighbours[b].add(a)
@@ -123,7 +127,7 @@ def _hierarchy(regions: dict, pairs: set, image_size: int) -> list[tuple[int, in
 
 
 def selective_search(
-    image,
+    image: ArrayLike,
     *,
     scales: Sequence[float] = (50.0, 100.0, 200.0),
     sigma: float = 0.8,
@@ -162,7 +166,7 @@ def selective_search(
     return np.asarray(out[:max_proposals], np.float32).reshape(-1, 4)
 
 
-def propose_regions(images, *, max_proposals: int = 1000, **options) -> tuple[np.ndarray, np.ndarray]:
+def propose_regions(images: ArrayLike, *, max_proposals: int = 1000, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """`selective_search` for a batch of images [n, h, w, 1], padded to fixed shapes:
     boxes [n, P, 4] float32 and valid [n, P] bool, P = the largest count (at most max_proposals)."""
     found = [selective_search(im, max_proposals=max_proposals, **options) for im in np.asarray(images)]

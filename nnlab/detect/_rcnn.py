@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -58,7 +58,7 @@ class RCNNConfig:
     nms_iou: float = 0.3
     max_detections: int = 20
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "backbone", tuple(self.backbone))  # hashable, whatever sequence was given
         for name in ("num_classes", "crop_size", "feature_width", "roi_samples", "max_detections"):
             check_positive(getattr(self, name), name=name, integer=True)
@@ -162,11 +162,15 @@ class RCNN(NamedTuple):
         `objective`, with no error rate, and samples from the fixed key(0) when key is None."""
         cnn_apply = self.apply_cnn
 
-        def apply(variables: Variables, crops: jax.Array, *, train: bool, key: jax.Array | None = None):
+        def apply(
+            variables: Variables, crops: jax.Array, *, train: bool, key: jax.Array | None = None
+        ) -> tuple[jax.Array, Variables]:
             del key
             return cnn_apply(variables, crops, train)
 
-        def objective(variables: Variables, images: jax.Array, targets, *, train: bool, key: jax.Array | None = None):
+        def objective(
+            variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array | None = None
+        ) -> tuple[jax.Array, None, Variables]:
             loss, updates = self.objective(
                 variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
             )
@@ -175,7 +179,7 @@ class RCNN(NamedTuple):
         return Model(self.init, apply, None, self.name, objective)
 
 
-def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
+def rcnn(config: RCNNConfig | None = None, **overrides: Any) -> RCNN:
     """R-CNN's functions for `config` (see `RCNN`)."""
     c = dataclasses.replace(config or RCNNConfig(), **overrides)
     cnn = RCNNClassifier(c)
@@ -186,14 +190,16 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
         crops = jnp.zeros((1, c.crop_size, c.crop_size, images.shape[-1]), images.dtype)
         return dict(compiled_init(partial(cnn.init, train=False), key, crops))
 
-    def run_cnn(variables, crops, train):
+    def run_cnn(variables: Variables, crops: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, Variables]:
         mutable = [k for k in variables if k != "params"] if train else False
         if mutable:
             (logits, features), updates = cnn.apply(variables, crops, train=True, mutable=mutable)
             return logits, features, dict(updates)
         return (*cnn.apply(variables, crops, train=train), {})
 
-    def objective(variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array):
+    def objective(
+        variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array
+    ) -> tuple[jax.Array, Variables]:
         b = images.shape[0]
         gt_boxes, gt_valid = targets["boxes"].astype(jnp.float32), targets["valid"].astype(bool)
         rois = jnp.concatenate([targets["proposals"].astype(jnp.float32), gt_boxes], axis=1)
@@ -221,7 +227,7 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
         _, features, _ = run_cnn(variables, crops.reshape(-1, *crops.shape[2:]), False)
         return features.reshape(*boxes.shape[:2], -1)
 
-    def svm_data(variables: Variables, images: jax.Array, targets: dict):
+    def svm_data(variables: Variables, images: jax.Array, targets: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
         gt_boxes, gt_valid = targets["boxes"].astype(jnp.float32), targets["valid"].astype(bool)
         boxes = jnp.concatenate([gt_boxes, targets["proposals"].astype(jnp.float32)], axis=1)
         valid = jnp.concatenate([gt_valid, targets["proposals_valid"].astype(bool)], axis=1)
@@ -235,9 +241,9 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
 
     def svm_objective(
         svm_variables: Variables, features: jax.Array, targets: jax.Array, *, train: bool, key: jax.Array | None = None
-    ):
+    ) -> tuple[jax.Array, Variables]:
         del train, key
-        scores = svms.apply(svm_variables, features)
+        scores = cast(jax.Array, svms.apply(svm_variables, features))  # no mutable collections: the output alone
         hinge = jnp.sum(jnp.where(targets != 0, jnp.maximum(0.0, 1.0 - targets * scores), 0.0), axis=1)
         w = svm_variables["params"]["svm"]["kernel"]
         return hinge + 0.5 * c.svm_l2 * jnp.sum(w * w), {}
@@ -249,9 +255,12 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
         proposals: jax.Array,
         proposals_valid: jax.Array,
     ) -> Detections:
-        scores = svms.apply(svm_variables, features_of(variables, images, proposals.astype(jnp.float32)))  # [b, P, C]
+        features = features_of(variables, images, proposals.astype(jnp.float32))
+        scores = cast(jax.Array, svms.apply(svm_variables, features))  # [b, P, C]
 
-        def per_image(boxes, valid, scores):
+        def per_image(
+            boxes: jax.Array, valid: jax.Array, scores: jax.Array
+        ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
             p = boxes.shape[0]
             labels = jnp.broadcast_to(jnp.arange(c.num_classes, dtype=jnp.int32)[None, :], (p, c.num_classes))
             flat_boxes = jnp.broadcast_to(boxes[:, None, :], (p, c.num_classes, 4)).reshape(-1, 4)
@@ -268,7 +277,7 @@ def rcnn(config: RCNNConfig | None = None, **overrides) -> RCNN:
 
         return Detections(*jax.vmap(per_image)(proposals.astype(jnp.float32), proposals_valid.astype(bool), scores))
 
-    def apply_cnn(variables: Variables, crops: jax.Array, train: bool):
+    def apply_cnn(variables: Variables, crops: jax.Array, train: bool) -> tuple[jax.Array, Variables]:
         logits, _, updates = run_cnn(variables, crops, train)
         return logits, updates
 

@@ -57,7 +57,7 @@ def _run_argmax(values: jax.Array, index: jax.Array, axis: int) -> tuple[jax.Arr
         out_v.append(best_v)
         out_i.append(best_i)
 
-    def stack(parts):
+    def stack(parts: list[jax.Array]) -> jax.Array:
         return jnp.moveaxis(jnp.stack(parts, axis=1), (0, 1), (axis, axis + 1))
 
     return stack(out_v), stack(out_i)
