@@ -16,6 +16,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,10 @@ def parse(argv=None) -> argparse.Namespace:
     unknown = set(args.models.split(",")) - set(MODELS)
     if unknown:
         p.error(f"--models: expected names among {MODELS}, got {sorted(unknown)}")
+    for flag in ("json", "png"):  # checked before training, so that results are never lost at the end
+        path = getattr(args, flag)
+        if path and not Path(path).absolute().parent.is_dir():
+            p.error(f"--{flag}: expected a file path in an existing folder, got {path!r}")
     return args
 
 
@@ -226,12 +231,16 @@ def main(argv=None) -> dict:
             gt_valid=test.valid[:k],
             title=f"{name} on test scenes (dashed: ground truth)",
         )
+    environment = nnlab.report.environment()
     report = {
         **results,
         "train_scenes": args.train,
         "test_scenes": args.test,
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "environment": nnlab.report.environment(),
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "device": environment["device"],
+        "command": "python " + shlex.join(sys.argv),
+        "environment": environment,
     }
     if args.json:
         nnlab.report.write_json(args.json, report)
