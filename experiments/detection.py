@@ -8,6 +8,9 @@ search + the CNN once per proposal) and Faster R-CNN (one pass) is measured side
 
     python experiments/detection.py --models faster_rcnn --train 3000 --epochs 8 --test 1000 \\
         --json experiments/results/detect.json --png experiments/results/detect.png
+
+On a CPU add `--engine step`: the 'auto' engine unrolls 8 steps of these large programs into one,
+which takes minutes to compile there (on a GPU it scans, one step compiled once).
 """
 
 from __future__ import annotations
@@ -38,9 +41,23 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--rcnn-epochs", type=int, default=2)
+    p.add_argument(
+        "--rcnn-train",
+        type=int,
+        default=500,
+        help="R-CNN trains on the first N training scenes: its selective search runs on the host, about 0.13 s "
+        "per scene on one core",
+    )
     p.add_argument("--svm-steps", type=int, default=300)
     p.add_argument("--speed-images", type=int, default=16, help="test scenes timed for images/s")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=nnlab.train.ENGINES,
+        help="nnlab.fit's engine; 'step' on a CPU: 'auto' unrolls 8 detector steps into one program there, "
+        "which takes minutes to compile",
+    )
     p.add_argument("--data-dir", help="folder with MNIST's IDX files (default: nnlab's search order)")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--png", metavar="PATH")
@@ -63,6 +80,7 @@ def train_config(args, epochs: int) -> nnlab.TrainConfig:
         learning_rate=args.learning_rate,
         schedule="cosine",
         warmup_epochs=min(1, epochs - 1),
+        engine=args.engine,
     )
 
 
@@ -128,6 +146,7 @@ def two_stage(name: str, args, train, test) -> tuple[dict, object]:
 
 def rcnn(args, train, test) -> tuple[dict, object]:
     r = nnlab.detect.rcnn(RCNNConfig())
+    train = train.take(args.rcnn_train)
     start = time.perf_counter()
     proposals, valid = nnlab.detect.propose_regions(train.images)
     targets = {**train.targets(), "proposals": proposals, "proposals_valid": valid}
@@ -183,6 +202,7 @@ def rcnn(args, train, test) -> tuple[dict, object]:
     row = {
         **scores(test, out),
         "train_seconds": train_seconds,
+        "train_scenes": train.n,
         "epochs": args.rcnn_epochs,
         "images_per_second": images_per_second(run, args.speed_images),
     }
