@@ -8,8 +8,10 @@ zero row; an integer-label cross-entropy reads past the end of the logits).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -18,7 +20,7 @@ def _describe(a: np.ndarray) -> str:
     return f"shape {tuple(a.shape)} and dtype {a.dtype}"
 
 
-def check_inputs(x, *, name: str = "x", feature_shape: tuple[int, ...] | None = None) -> np.ndarray:
+def check_inputs(x: ArrayLike, *, name: str = "x", feature_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Returns `x` as a float NumPy array after checking it is non-empty, floating point, finite
     and within float32's range (training and evaluation run in float32).
 
@@ -50,7 +52,7 @@ def check_inputs(x, *, name: str = "x", feature_shape: tuple[int, ...] | None = 
     return a
 
 
-def check_labels(y, *, num_classes: int, n: int | None = None, name: str = "y") -> np.ndarray:
+def check_labels(y: ArrayLike, *, num_classes: int, n: int | None = None, name: str = "y") -> np.ndarray:
     """Returns integer class labels `y: [batch]` after checking shape, dtype and range [0, num_classes)."""
     a = np.asarray(y)
     if a.dtype.kind not in "iu":
@@ -83,11 +85,11 @@ def check_label_range(y: np.ndarray, *, outputs: int, name: str = "y") -> None:
         )
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_positive(value, *, name: str, integer: bool = False) -> None:
+def check_positive(value: Any, *, name: str, integer: bool = False) -> None:
     """Raises if `value` is not a finite positive number (an integer when `integer`)."""
     kind = "a positive integer" if integer else "a positive number"
     ok = isinstance(value, (int, np.integer)) if integer else _is_number(value)
@@ -97,7 +99,7 @@ def check_positive(value, *, name: str, integer: bool = False) -> None:
         raise ValueError(f"{name}: expected {kind}, got {value!r} (not finite)")
 
 
-def check_non_negative(value, *, name: str) -> None:
+def check_non_negative(value: Any, *, name: str) -> None:
     """Raises if `value` is not a finite number >= 0."""
     if not _is_number(value) or not value >= 0:
         raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
@@ -105,7 +107,7 @@ def check_non_negative(value, *, name: str) -> None:
         raise ValueError(f"{name}: expected a number >= 0, got {value!r} (not finite)")
 
 
-def check_seed(value, *, name: str = "seed") -> None:
+def check_seed(value: object, *, name: str = "seed") -> None:
     """Raises if `value` is not an integer seed in [0, 2**32 - 1] (JAX's key takes 32 bits:
     larger seeds would overflow or collide with small ones)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**32:

@@ -9,7 +9,6 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -20,7 +19,7 @@ from ._checks import check_positive, check_seed
 from .checkpoint import Checkpointer, CheckpointError, load_model
 from .evaluation import evaluate, predict, predict_labels
 from .losses import get_loss
-from .nn import get_model, with_normalization
+from .nn import Model, get_model, with_normalization
 from .report import count_params, environment, params_sha256
 from .study import ensemble_outputs, seed_study
 from .train import FitManyResult, FitResult, Logger, TrainConfig, fit, fit_many, member, stream
@@ -51,7 +50,7 @@ class RunConfig:
     train_subset: int | None = None
     data_dir: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("seed", "split_seed"):
             check_seed(getattr(self, name), name=name)
         if isinstance(self.n_val, bool) or not isinstance(self.n_val, int) or self.n_val < 0:
@@ -61,7 +60,7 @@ class RunConfig:
             if self.train_subset < 2:
                 raise ValueError(f"train_subset: expected at least 2 samples, got {self.train_subset}")
 
-    def replace(self, **changes) -> RunConfig:
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with `changes` (field=value) applied and checked again."""
         return dataclasses.replace(self, **changes)
 
@@ -78,7 +77,7 @@ class RunConfig:
         return cls(**{**data, "train": TrainConfig(**train)})
 
 
-_SYNTHETIC = {"spirals": D.spirals, "blobs": D.blobs}
+_SYNTHETIC: dict[str, Callable[..., D.Dataset]] = {"spirals": D.spirals, "blobs": D.blobs}
 
 
 def load_splits(config: RunConfig) -> D.Splits:
@@ -103,7 +102,7 @@ def load_splits(config: RunConfig) -> D.Splits:
     return splits
 
 
-def build_model(config: RunConfig, train: D.Dataset):
+def build_model(config: RunConfig, train: D.Dataset) -> Model:
     """The named model, wrapped with the normalization fitted on `train`."""
     model = get_model(config.model, **config.model_kwargs)
     if config.normalize == "none":
@@ -134,7 +133,15 @@ def config_changes(saved: dict, config: dict, *, epoch: int) -> list[str]:
     ]
 
 
-def _prepare(config: RunConfig, directory, *, resume: bool, every: int, keep: int, seeds: Sequence[int] | None = None):
+def _prepare(
+    config: RunConfig,
+    directory: str | os.PathLike | None,
+    *,
+    resume: bool,
+    every: int,
+    keep: int,
+    seeds: Sequence[int] | None = None,
+) -> tuple[D.Splits, Model, D.Dataset | None, Checkpointer | None]:
     """(splits, model, val or None, checkpointer or None) of a run. On resume, the newest valid checkpoint must
     have been written with the same settings (each changed one is named, with both values). seeds: a seed
     study's seeds (saved in its checkpoints' config)."""
@@ -143,12 +150,12 @@ def _prepare(config: RunConfig, directory, *, resume: bool, every: int, keep: in
     val = splits.val if splits.val.n > 0 else None
     if directory is None:
         return splits, model, val, None
-    saved = config.to_dict() | ({} if seeds is None else {"seeds": list(seeds)})
-    ckpt = Checkpointer(directory, every=every, keep=keep, config=json.loads(json.dumps(saved)))
+    saved = json.loads(json.dumps(config.to_dict() | ({} if seeds is None else {"seeds": list(seeds)})))
+    ckpt = Checkpointer(directory, every=every, keep=keep, config=saved)
     latest = ckpt.latest_valid() if resume else None
     if latest is not None:
         meta = json.loads((latest / "meta.json").read_text())
-        changes = config_changes(meta.get("config") or {}, ckpt.config, epoch=meta["epoch"])
+        changes = config_changes(meta.get("config") or {}, saved, epoch=meta["epoch"])
         if changes:
             raise CheckpointError(
                 f"resume: {latest} was written with other settings: {'; '.join(changes)} "
@@ -157,7 +164,7 @@ def _prepare(config: RunConfig, directory, *, resume: bool, every: int, keep: in
     return splits, model, val, ckpt
 
 
-def _results(config: RunConfig, **fields) -> dict:
+def _results(config: RunConfig, **fields: Any) -> dict[str, Any]:
     """The results of a run for --json: `fields` between the model and data set and the environment, config
     and command (the CLI replaces the command with its own `nnlab ...` line)."""
     return {
@@ -194,7 +201,7 @@ def run(
     if logger is not None and not logger.tensorboard:
         print(
             f"logdir: tensorboardX is not installed (pip install nnlab[logging]): writing "
-            f"{Path(logdir) / 'metrics.jsonl'} only",
+            f"{logger.logdir / 'metrics.jsonl'} only",
             file=sys.stderr,
         )
     with logger or contextlib.nullcontext():

@@ -12,7 +12,9 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -57,12 +59,12 @@ class Interrupted(KeyboardInterrupt):
 class _Deferral:
     """The state of one `deferred_signals()` block."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requested: int | None = None  # the first signal, for the loop to act on
         self.pending: int | None = None  # a second signal that arrived during a critical section
         self.depth = 0  # nesting of critical sections
 
-    def handle(self, signum, frame) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is None:
             self.requested = signum
             print(
@@ -81,7 +83,7 @@ _active: _Deferral | None = None
 
 
 @contextlib.contextmanager
-def deferred_signals():
+def deferred_signals() -> Iterator[_Deferral]:
     """Defers SIGINT / SIGTERM as the module says; yields the `_Deferral` (its `requested`
     is the first signal's number, or None). Outside the main thread it changes nothing."""
     global _active
@@ -101,7 +103,7 @@ def deferred_signals():
 
 
 @contextlib.contextmanager
-def critical():
+def critical() -> Iterator[None]:
     """A section a second signal must not cut (a checkpoint write); the signal is raised after it."""
     deferral = _active if threading.current_thread() is threading.main_thread() else None
     if deferral is None:

@@ -35,8 +35,9 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, NoReturn, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,7 @@ FORMAT = "nnlab-checkpoint-2"
 _PREFIX = "epoch_"
 _STEP = re.compile(r"epoch_(\d+)")
 _LOCK = ".nnlab-lock"
+_T = TypeVar("_T")
 _NOT_VALIDATED = 2.0  # ranks a checkpoint without validation after every validated one (errors lie in [0, 1])
 
 
@@ -84,29 +86,29 @@ class Checkpoint(NamedTuple):
     config: dict | None
 
 
-def _name(k) -> str:
+def _name(k: Any) -> str:
     for attr in ("key", "name", "idx"):
         if hasattr(k, attr):
             return str(getattr(k, attr))
     raise TypeError(f"tree: unsupported pytree key {k!r}")
 
 
-def _is_key(leaf) -> bool:
+def _is_key(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
-def _host(leaf) -> np.ndarray:
+def _host(leaf: Any) -> np.ndarray:
     """A host copy (never a view of a buffer the next step may donate)."""
     return np.array(jax.random.key_data(leaf) if _is_key(leaf) else leaf, copy=True)
 
 
-def _flat(tree) -> dict[str, Any]:
+def _flat(tree: Any) -> dict[str, Any]:
     """{'params/dense0/w': leaf, ...} in `jax.tree.leaves` order."""
     return {"/".join(_name(k) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _nest(flat: dict[str, Any]) -> dict:
-    out: dict = {}
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for path, leaf in flat.items():
         *parents, last = path.split("/")
         node = out
@@ -116,19 +118,19 @@ def _nest(flat: dict[str, Any]) -> dict:
     return out
 
 
-def to_plain(tree) -> dict:
+def to_plain(tree: Any) -> dict[str, Any]:
     """`tree` as nested dicts of NumPy arrays keyed by the pytree path (dataclass fields and
     tuple positions become keys, PRNG keys their uint32 key data): what a checkpoint holds."""
     return _nest({p: _host(leaf) for p, leaf in _flat(tree).items()})
 
 
-def _spec(leaf) -> tuple[tuple[int, ...], np.dtype]:
+def _spec(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype as stored (a PRNG key's as its key data)."""
     a = jax.random.key_data(leaf) if _is_key(leaf) else leaf
     return tuple(np.shape(a)), np.dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype)
 
 
-def from_plain(plain: dict, template, *, name: str = "checkpoint"):
+def from_plain(plain: dict[str, Any], template: Any, *, name: str = "checkpoint") -> Any:
     """The inverse of `to_plain`: `plain`'s arrays in the structure of `template`.
 
     Raises CheckpointError naming every missing, unexpected or differently shaped key.
@@ -173,7 +175,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _add_manifest(folder: Path, meta: dict) -> None:
+def _add_manifest(folder: Path, meta: dict[str, Any]) -> None:
     """Adds meta.json, then the manifest of every file (the mark of a complete checkpoint)."""
     write_text(folder / "meta.json", json.dumps(meta, indent=1, allow_nan=False))
     files = _files(folder)
@@ -184,11 +186,11 @@ def _add_manifest(folder: Path, meta: dict) -> None:
     _fsync(folder)
 
 
-def _is_number(v) -> bool:
+def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _is_count(v) -> bool:
+def _is_count(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
@@ -240,7 +242,7 @@ def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
 def _check_meta(meta: Any, folder: Path) -> dict:
     """meta.json's data after checking its form (a damaged file raises CheckpointError, nothing else)."""
 
-    def damaged(what: str):
+    def damaged(what: str) -> CheckpointError:
         return CheckpointError(f"checkpoint: {folder / 'meta.json'} is damaged ({what})")
 
     if not isinstance(meta, dict):
@@ -325,7 +327,7 @@ def _read_verified(path: Path) -> tuple[dict, dict]:
     return meta, plain
 
 
-def _restored(path: Path, meta: dict, plain: dict, template) -> Checkpoint:
+def _restored(path: Path, meta: dict, plain: dict, template: Any) -> Checkpoint:
     state, best = plain["state"], plain.get("best")
     if template is not None:
         state = from_plain(state, template, name=f"{path}: state")
@@ -334,7 +336,7 @@ def _restored(path: Path, meta: dict, plain: dict, template) -> Checkpoint:
     return Checkpoint(path, meta["epoch"], state, best, meta["log"], meta.get("config"))
 
 
-def read_checkpoint(path: str | os.PathLike, template=None) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike, template: Any = None) -> Checkpoint:
     """The verified checkpoint at `path`; its state restored into the structure of
     `template` (a TrainState) and its best variables into `template.variables` when given,
     else both as plain nested dicts of NumPy arrays."""
@@ -370,14 +372,14 @@ class Checkpointer:
         keep: int = 3,
         config: dict | None = None,
         async_save: bool = False,
-    ):
+    ) -> None:
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every: expected a positive number of epochs, got {every!r}")
         if not (isinstance(keep, int) and keep >= 1):
             raise ValueError(f"keep: expected a positive number of checkpoints, got {keep!r}")
         self.directory, self.every, self.keep, self.config = absolute(directory), every, keep, config
         self.async_save = async_save
-        self._lock = None  # the open lock file while this Checkpointer writes
+        self._lock: BinaryIO | None = None  # the open lock file while this Checkpointer writes
         self._manager: ocp.CheckpointManager | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
         self._pending: concurrent.futures.Future | None = None
@@ -387,7 +389,7 @@ class Checkpointer:
     def __enter__(self) -> Checkpointer:
         return self.open()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def open(self) -> Checkpointer:
@@ -486,10 +488,10 @@ class Checkpointer:
 
     def save(
         self,
-        state,
+        state: Any,
         *,
         epoch: int | None = None,
-        best_variables=None,
+        best_variables: Any = None,
         log: dict | None = None,
         score: tuple[float, float] | None = None,
     ) -> Path:
@@ -534,16 +536,19 @@ class Checkpointer:
     def _commit(self, epoch: int, arrays: dict, meta: dict, rank: list) -> None:
         """Writes the checkpoint of `epoch` whole (Orbax's save, then meta.json and the manifest)."""
         try:
-            self._drop_from(epoch)
-            self._manager.save(
+            manager = self._manager
+            if manager is None:
+                raise CheckpointError(f"checkpoint_dir: {self.directory} is not open for writing")
+            self._drop_from(epoch, manager)
+            manager.save(
                 epoch, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)), metrics={"rank": rank}, force=True
             )
-            self._manager.wait_until_finished()
+            manager.wait_until_finished()
             _add_manifest(self.path(epoch), meta)
         except Exception as e:
             self._failed(epoch, e)
 
-    def _drop_from(self, epoch: int) -> None:
+    def _drop_from(self, epoch: int, manager: ocp.CheckpointManager) -> None:
         """Removes the checkpoints (complete or not) of `epoch` and later epochs from this folder."""
         dropped = False
         for p in self.directory.iterdir():
@@ -558,9 +563,9 @@ class Checkpointer:
                 shutil.rmtree(p)
                 dropped = True
         if dropped:
-            self._manager.reload()
+            manager.reload()
 
-    def _failed(self, epoch: int, error: Exception):
+    def _failed(self, epoch: int, error: Exception) -> NoReturn:
         """Removes what this save left (Orbax's temporary folder of `epoch`, or the unfinished
         checkpoint) and raises CheckpointError; the manager is restarted by the next save."""
         final = self.path(epoch)
@@ -589,7 +594,7 @@ class Checkpointer:
             if self._implicit:
                 self._release()
 
-    def _newest(self, read) -> tuple[Path | None, Any]:
+    def _newest(self, read: Callable[[Path], _T]) -> tuple[Path | None, _T | None]:
         """(path, read(path)) of the newest checkpoint `read` accepts, (None, None) without one; newer
         damaged ones are skipped with a CheckpointWarning (once per checkpoint)."""
         for path in map(self.path, reversed(self.epochs())):
@@ -610,13 +615,13 @@ class Checkpointer:
         """The newest checkpoint whose files verify; newer damaged ones are skipped with a CheckpointWarning."""
         return self._newest(verify)[0]
 
-    def restore(self, template, path: str | os.PathLike | None = None) -> Checkpoint:
+    def restore(self, template: Any, path: str | os.PathLike | None = None) -> Checkpoint:
         """The checkpoint at `path`, or else the newest valid one, restored into the structure of
         `template`; a damaged newer checkpoint is skipped with a CheckpointWarning."""
         if path is not None:
             return read_checkpoint(path, template)
         path, read = self._newest(_read_verified)
-        if path is None:
+        if path is None or read is None:
             raise CheckpointError(f"checkpoint_dir: no complete, valid checkpoint in {self.directory}")
         return _restored(path, *read, template)
 
@@ -639,7 +644,7 @@ class LoadedModel(NamedTuple):
     (x: [batch, *input_shape] -> [batch, classes]); `variables` is the best epoch's pytree."""
 
     variables: dict
-    apply: Any
+    apply: Callable[[dict, jax.Array], jax.Array]
     model: Model
     config: dict
     path: Path
@@ -658,10 +663,15 @@ def load_model(path: str | os.PathLike, *, member: int = 0) -> LoadedModel:
             "restore its arrays with read_checkpoint and apply your own model"
         )
     model = get_model(config["model"], **config.get("model_kwargs", {}))
+    input_shape = model.input_shape
+    if input_shape is None:
+        raise CheckpointError(
+            f"checkpoint: model {config['model']!r} of {ckpt_path} has no input_shape to rebuild it with"
+        )
     if config.get("normalize", "none") != "none":
-        shape = model.input_shape if config["normalize"] == "per_feature" else ()
+        shape = input_shape if config["normalize"] == "per_feature" else ()
         model = with_normalization(model, Normalization(jnp.zeros(shape), jnp.ones(shape)))
-    template = model.init(jax.random.key(0), jnp.zeros((1, *model.input_shape), jnp.float32))
+    template = model.init(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
     best = ckpt.best_variables
     if best is None:  # trained without validation: the last epoch's variables
         best = {"params": ckpt.state["params"], **ckpt.state.get("model_state", {})}

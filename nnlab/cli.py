@@ -10,7 +10,10 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TextIO
 
 import jax
 
@@ -48,7 +51,7 @@ _TRAIN_FIELDS = (
 class _Parser(argparse.ArgumentParser):
     """argparse with nnlab's one-line errors: `nnlab: error: ...`, exit code 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         print(f"nnlab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
 
@@ -166,7 +169,7 @@ def _seeds(args: argparse.Namespace) -> int:
     return _save(results, args)
 
 
-def _parse_param(text: str) -> tuple[str, list | tuple]:
+def _parse_param(text: str) -> tuple[str, list[Any] | tuple[float, ...]]:
     """'width=100,200' -> ('width', [100, 200]); 'learning_rate=1e-4:1e-2' -> a (low, high) range."""
     name, sep, values = text.partition("=")
     if not sep or name not in KNOBS:
@@ -181,7 +184,9 @@ def _parse_param(text: str) -> tuple[str, list | tuple]:
 
 def _sweep(args: argparse.Namespace) -> int:
     cfg, options = _setup(args, checkpoints=False)
-    space = dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
+    space: Mapping[str, list[Any] | tuple[float, ...]] = (
+        dict(_parse_param(p) for p in args.param) if args.param else DEFAULT_SPACE
+    )
     settings = random_search(space, args.random, key=as_key(cfg.seed)) if args.random else grid(space)
     results = sweep(
         cfg,
@@ -226,7 +231,7 @@ def _demo(args: argparse.Namespace) -> int:
     return _train(args)
 
 
-def _add_data_parser(sub, common: argparse.ArgumentParser) -> None:
+def _add_data_parser(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
     """`nnlab data download|verify|where NAME`."""
     p_data = sub.add_parser("data", parents=[common], help="download, verify or locate MNIST / Fashion-MNIST")
     actions = p_data.add_subparsers(dest="action", required=True)
@@ -299,16 +304,23 @@ def _interrupted(e: Interrupted, argv: list[str], args: argparse.Namespace) -> i
     return e.exit_code
 
 
-def _raise_interrupted(signum, frame):
+def _raise_interrupted(signum: int, frame: FrameType | None) -> NoReturn:
     raise Interrupted(signum)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"nnlab: warning: {message}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+from jaxtyping import Float, Int
 
 from ._batches import padded_batches
 from ._checks import check_inputs, check_label_range, check_labels, check_positive
@@ -15,7 +19,9 @@ from .losses import get_loss
 from .nn import Model
 
 
-def predict_labels(outputs: jnp.ndarray, threshold: float = 0.5) -> jnp.ndarray:
+def predict_labels(
+    outputs: Float[Array | np.ndarray, "*batch classes"], threshold: float = 0.5
+) -> Int[Array | np.ndarray, "*batch"]:
     """Class labels [...] from outputs [..., classes]: argmax, or `outputs > threshold` for one output."""
     if outputs.shape[-1] == 1:
         return (outputs[..., 0] > threshold).astype(jnp.int32)
@@ -42,14 +48,16 @@ class Evaluation(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("apply", "loss", "threshold"))
-def _eval_batch(variables, x, y, mask, *, apply, loss, threshold):
+def _eval_batch(
+    variables: Any, x: Array, y: Array, mask: Array, *, apply: Callable[..., Any], loss: str, threshold: float
+) -> tuple[Array, Array | np.ndarray]:
     outputs, _ = apply(variables, x, train=False)
     per_sample, _ = get_loss(loss)
     return jnp.sum(jnp.where(mask, per_sample(outputs, y), 0.0)), predict_labels(outputs, threshold)
 
 
 @partial(jax.jit, static_argnames=("apply", "members"))
-def _forward(variables, x, *, apply, members: bool):
+def _forward(variables: Any, x: Array, *, apply: Callable[..., Any], members: bool) -> Array:
     """Outputs in evaluation mode; with `members`, of every member of the stacked variables [S, ...]."""
     if members:
         return jax.vmap(lambda v: apply(v, x, train=False)[0])(variables)
@@ -57,7 +65,14 @@ def _forward(variables, x, *, apply, members: bool):
 
 
 def evaluate(
-    model: Model, variables, x, y, *, num_classes: int, loss: str = "softmax_cross_entropy", batch_size: int = 1000
+    model: Model,
+    variables: Any,
+    x: Float[ArrayLike, "n ..."],
+    y: Int[ArrayLike, " n"],
+    *,
+    num_classes: int,
+    loss: str = "softmax_cross_entropy",
+    batch_size: int = 1000,
 ) -> Evaluation:
     """Mean loss, error count and predicted labels of `model` on x: [n, ...], y: [n]."""
     check_positive(batch_size, name="batch_size", integer=True)
@@ -77,7 +92,9 @@ def evaluate(
     return Evaluation(loss_sum / xa.shape[0], int(np.sum(predictions != ya)), int(xa.shape[0]), predictions)
 
 
-def predict(model: Model, variables, x, *, batch_size: int = 1000, members: bool = False) -> np.ndarray:
+def predict(
+    model: Model, variables: Any, x: Float[ArrayLike, "n ..."], *, batch_size: int = 1000, members: bool = False
+) -> Float[np.ndarray, "*members n classes"]:
     """Model outputs [n, classes] for x: [n, ...], computed in batches in evaluation mode; with
     `members`, `variables` are S stacked members' ([S, ...], from `fit_many`) and the outputs [S, n, classes]."""
     check_positive(batch_size, name="batch_size", integer=True)
@@ -90,7 +107,7 @@ def predict(model: Model, variables, x, *, batch_size: int = 1000, members: bool
     return np.concatenate(outs, axis=-2)
 
 
-def error_rate(predictions, labels) -> float:
+def error_rate(predictions: Int[ArrayLike, " n"], labels: Int[ArrayLike, " n"]) -> float:
     """Fraction of samples whose predicted label differs from the true one."""
     p, t = np.asarray(predictions), np.asarray(labels)
     if p.shape != t.shape or p.ndim != 1:
@@ -98,19 +115,21 @@ def error_rate(predictions, labels) -> float:
     return float(np.mean(p != t))
 
 
-def accuracy(predictions, labels) -> float:
+def accuracy(predictions: Int[ArrayLike, " n"], labels: Int[ArrayLike, " n"]) -> float:
     """Fraction of samples predicted correctly."""
     return 1.0 - error_rate(predictions, labels)
 
 
-def confusion_matrix(predictions, labels, num_classes: int) -> np.ndarray:
+def confusion_matrix(
+    predictions: Int[ArrayLike, " n"], labels: Int[ArrayLike, " n"], num_classes: int
+) -> Int[np.ndarray, "classes classes"]:
     """C[i, j] = number of samples of true class i predicted as class j; [num_classes, num_classes]."""
     t = check_labels(labels, num_classes=num_classes, name="labels")
     p = check_labels(predictions, num_classes=num_classes, n=t.shape[0], name="predictions")
     return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def misclassified(predictions, labels) -> np.ndarray:
+def misclassified(predictions: Int[ArrayLike, " n"], labels: Int[ArrayLike, " n"]) -> Int[np.ndarray, " errors"]:
     """Indices of the samples whose predicted label differs from the true one, ascending."""
     p, t = np.asarray(predictions), np.asarray(labels)
     if p.shape != t.shape:

@@ -9,18 +9,20 @@ learning rate around it.
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import jax
 import jax.numpy as jnp
 import optax
 
-Schedule = float | optax.Schedule
+Schedule: TypeAlias = float | optax.Schedule
 """A learning rate: a constant or an Optax schedule step -> value."""
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "heavy_ball", "nesterov", "adam", "adamw")
 """Names accepted by `direction`, `make_optimizer` and `TrainConfig.optimizer`."""
 
 
-def decay_mask(params, *, include_biases: bool = False):
+def decay_mask(params: Any, *, include_biases: bool = False) -> Any:
     """Where weight decay acts, as a pytree of bools like `params`: the weights (arrays of
     ndim >= 2), and biases and PReLU slopes too only when `include_biases`."""
     return jax.tree.map(lambda p: include_biases or jnp.ndim(p) >= 2, params)
@@ -29,7 +31,7 @@ def decay_mask(params, *, include_biases: bool = False):
 def add_l1(l1: float, *, include_biases: bool = False) -> optax.GradientTransformation:
     """Adds the gradient of the L1 term lambda * sum |theta|, lambda * sign(theta), on the decayed leaves."""
 
-    def update(updates, state, params=None):
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         if params is None:
             raise ValueError("params: add_l1 needs the parameters, got None")
         mask = decay_mask(params, include_biases=include_biases)
@@ -94,7 +96,7 @@ def adamw(
     return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask)
 
 
-def freeze(optimizer: optax.GradientTransformation, trainable) -> optax.GradientTransformation:
+def freeze(optimizer: optax.GradientTransformation, trainable: Any) -> optax.GradientTransformation:
     """`optimizer` on the leaves where `trainable` (a pytree of bools like params) is True; zero updates elsewhere."""
     labels = jax.tree.map(lambda t: "train" if t else "frozen", trainable)
     return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)

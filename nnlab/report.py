@@ -8,7 +8,7 @@ import math
 import os
 import platform
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,12 @@ import jax
 import numpy as np
 
 
-def count_params(params) -> int:
+def count_params(params: Any) -> int:
     """Number of scalar parameters in a pytree."""
     return int(sum(math.prod(np.shape(p)) for p in jax.tree.leaves(params)))
 
 
-def params_sha256(params) -> str:
+def params_sha256(params: Any) -> str:
     """SHA-256 over the parameters' bytes, leaves in `jax.tree.leaves` order (dict keys sorted)."""
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(params):
@@ -98,17 +98,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def write_json(path: str | os.PathLike, results: dict) -> None:
+def write_json(path: str | os.PathLike, results: dict[str, Any]) -> None:
     """Writes `results` as indented, strict JSON (non-finite numbers as null), atomically (`write_text`)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(to_json_data(results), indent=2, allow_nan=False) + "\n")
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A plain-text table with a header row; floats get 4 significant digits."""
     columns = list(columns or (rows[0].keys() if rows else []))
 
-    def cell(v):
+    def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else ("-" if v is None else str(v))
 
     cells = [[cell(r.get(c)) for c in columns] for r in rows]

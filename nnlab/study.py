@@ -3,13 +3,17 @@ wrong, and the lecture's ensemble of them (the sum of their outputs)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .losses import get_loss
 from .report import format_table
 
 
-def ensemble_outputs(outputs, *, loss: str = "softmax_cross_entropy") -> np.ndarray:
+def ensemble_outputs(outputs: ArrayLike, *, loss: str = "softmax_cross_entropy") -> np.ndarray:
     """The lecture's ensemble: the members' outputs [S, n, classes] summed, divided by S -> [n, classes].
 
     Softmax models are combined as probabilities softmax(logits); other losses' outputs as they
@@ -26,7 +30,9 @@ def ensemble_outputs(outputs, *, loss: str = "softmax_cross_entropy") -> np.ndar
     return o.mean(axis=0)
 
 
-def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
+def seed_study(
+    predictions: ArrayLike, labels: ArrayLike, *, ensemble_predictions: ArrayLike | None = None
+) -> dict[str, Any]:
     """How S runs differ on one test set; predictions: int [S, n], labels: int [n].
 
     seed_test_error: [S] fractions; seed_errors: [S] counts; pairwise_disagreement: one row per
@@ -57,7 +63,7 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
     ]
     rates = errors / t.shape[0]
     std = float(rates.std(ddof=1)) if len(rates) > 1 else 0.0
-    study = {
+    study: dict[str, Any] = {
         "n_test": int(t.shape[0]),
         "seed_test_error": rates.tolist(),
         "seed_errors": errors.tolist(),
@@ -77,7 +83,7 @@ def seed_study(predictions, labels, *, ensemble_predictions=None) -> dict:
     return study
 
 
-def format_study(results: dict) -> str:
+def format_study(results: Mapping[str, Any]) -> str:
     """The terminal report of `run_seeds`: per-seed errors, pairwise errors, exactly-k counts, ensemble."""
     n, S = results["n_test"], len(results["seeds"])
     rows = [

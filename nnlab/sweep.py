@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
 from ._run import RunConfig, build_model, load_splits
+from .data import Splits
 from .evaluation import predict, predict_labels
 from .losses import get_loss
 from .report import environment
@@ -37,18 +39,18 @@ KNOBS = {
 """Knobs a sweep can search: name -> where it lives (see the comment above)."""
 _LOG_UNIFORM = ("learning_rate", "weight_decay")
 # `nnlab sweep mnist-mlp` without --param: around the default recipe (lr 1e-3, L2 1e-4, width 100)
-DEFAULT_SPACE = {"learning_rate": [1e-3, 2e-3], "weight_decay": [3e-5, 1e-4], "width": [100, 256]}
+DEFAULT_SPACE: dict[str, list[Any]] = {"learning_rate": [1e-3, 2e-3], "weight_decay": [3e-5, 1e-4], "width": [100, 256]}
 """The grid `nnlab sweep` searches when no --param is given."""
 
 
-def grid(space: dict[str, Sequence]) -> list[dict]:
+def grid(space: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the listed values: {'width': [100, 200], 'learning_rate': [1e-3]} -> 2 settings."""
     _check_space(space, ranges=False)
     names = list(space)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(space[n] for n in names))]
 
 
-def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
+def random_search(space: Mapping[str, Any], n: int, *, key: jax.Array) -> list[dict[str, Any]]:
     """n settings drawn at random: a list is a set of choices; a (low, high) tuple a range, drawn
     log-uniformly for learning_rate and weight_decay (low > 0) and uniformly otherwise."""
     _check_space(space, ranges=True)
@@ -56,7 +58,7 @@ def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
         raise ValueError(f"n: expected a positive number of settings, got {n!r}")
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint64))
 
-    def draw(name: str, values):
+    def draw(name: str, values: Any) -> Any:
         if not isinstance(values, tuple):  # a list of choices
             return values[int(rng.integers(len(values)))]
         lo, hi = values
@@ -65,7 +67,7 @@ def random_search(space: dict, n: int, *, key: jax.Array) -> list[dict]:
     return [{name: draw(name, values) for name, values in space.items()} for _ in range(n)]
 
 
-def _check_space(space: dict, *, ranges: bool) -> None:
+def _check_space(space: Mapping[str, Any], *, ranges: bool) -> None:
     for name, values in space.items():
         if name not in KNOBS:
             raise ValueError(f"space: expected knobs from {sorted(KNOBS)}, got {name!r}")
@@ -94,7 +96,15 @@ def _programs(base: RunConfig, settings: list[dict]) -> dict[tuple, list[int]]:
     return groups
 
 
-def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_members, progress, test: bool):
+def _train_settings(
+    base: RunConfig,
+    settings: list[dict],
+    splits: Splits,
+    *,
+    max_members: int | None,
+    progress: bool | None,
+    test: bool,
+) -> list[dict[str, Any]]:
     rows: list[dict] = [{} for _ in settings]
     for program, (_, idx) in enumerate(_programs(base, settings).items()):
         cfg = _configure(base, settings[idx[0]])
@@ -132,7 +142,7 @@ def _train_settings(base: RunConfig, settings: list[dict], splits, *, max_member
                 "members": len(idx),
                 "train_seconds": r.train_seconds,
             }
-            if test:
+            if test_labels is not None:
                 rows[i]["test_error"] = float(np.mean(test_labels[m] != splits.test.y))
     return rows
 

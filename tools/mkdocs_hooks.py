@@ -1,7 +1,12 @@
-"""MkDocs hook: `<!-- nnlab-help: ARGS -->` in a page becomes the output of `nnlab ARGS --help`.
+"""MkDocs hooks: the CLI's help and the experiments' figures on the site.
 
-The CLI page then always shows the flags the installed command takes. The help is produced
-in-process by `nnlab.cli.main`, which exits while parsing `--help`, before it runs anything.
+`<!-- nnlab-help: ARGS -->` in a page becomes the output of `nnlab ARGS --help`, so the CLI page
+always shows the flags the installed command takes. The help is produced in-process by
+`nnlab.cli.main`, which exits while parsing `--help`, before it runs anything.
+
+The figures in `experiments/results/*.png` live outside `docs/`; they are added to the site under
+the same path, so a page shows one as `![...](experiments/results/NAME.png)`, the path README.md
+uses, and the strict build checks the link.
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ import io
 import os
 import re
 import shlex
+from pathlib import Path
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
 
 _MARKER = re.compile(r"<!-- nnlab-help:(?P<args>[^>]*)-->")
 
@@ -38,3 +47,12 @@ def _help(args: str) -> str:
 def on_page_markdown(markdown: str, **kwargs: object) -> str:
     """Replace every help marker of the page."""
     return _MARKER.sub(lambda m: _help(m.group("args")), markdown)
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    """Add every figure of `experiments/results/` to the site, at its path in the repository."""
+    root = Path(config.config_file_path).parent
+    for png in sorted((root / "experiments" / "results").glob("*.png")):
+        src = png.relative_to(root).as_posix()
+        files.append(File(src, str(root), config.site_dir, use_directory_urls=config.use_directory_urls))
+    return files

@@ -32,7 +32,7 @@ class Augmentation:
     crop: int = 0
     noise: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("shift", "rotate", "zoom", "crop", "noise"):
             check_non_negative(getattr(self, name), name=name)
         if self.zoom >= 1:

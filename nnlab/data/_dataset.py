@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from jax.typing import ArrayLike
+from jaxtyping import Float, Int
 
 from .._checks import check_inputs, check_labels
 
@@ -16,8 +18,8 @@ class Dataset(NamedTuple):
     y: [n] int32 class labels in [0, num_classes)
     """
 
-    x: np.ndarray
-    y: np.ndarray
+    x: Float[np.ndarray, "n ..."]
+    y: Int[np.ndarray, " n"]
     num_classes: int
     name: str = "data"
 
@@ -30,13 +32,15 @@ class Dataset(NamedTuple):
         """The first `n` samples (all when n >= len)."""
         return self._replace(x=self.x[:n], y=self.y[:n])
 
-    def subset(self, indices) -> Dataset:
+    def subset(self, indices: Int[ArrayLike, " m"]) -> Dataset:
         """The samples at `indices` (an integer array)."""
         idx = np.asarray(indices)
         return self._replace(x=self.x[idx], y=self.y[idx])
 
 
-def make_dataset(x, y, *, num_classes: int, name: str = "data") -> Dataset:
+def make_dataset(
+    x: Float[ArrayLike, "n ..."], y: Int[ArrayLike, " n"], *, num_classes: int, name: str = "data"
+) -> Dataset:
     """Checks and packs `x: [n, ...]` and `y: [n]` into a `Dataset` (float32 inputs, int32 labels)."""
     xa = check_inputs(x, name=f"{name}.x")
     ya = check_labels(y, num_classes=num_classes, n=xa.shape[0], name=f"{name}.y")

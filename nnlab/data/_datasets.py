@@ -62,9 +62,11 @@ def load_idx_folder(folder: str | os.PathLike, *, name: str = "data", verify: bo
     missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
     if missing:
         raise DataNotFoundError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
+    found = {k: p for k, p in paths.items() if p is not None}
     if verify:
-        verify_checksums(folder, list(paths.values()), read_manifest(folder))
-    return tuple(_split(paths[f"{s}_x"], paths[f"{s}_y"], f"{name}-{s}") for s in ("train", "test"))
+        verify_checksums(folder, list(found.values()), read_manifest(folder))
+    train, test = (_split(found[f"{s}_x"], found[f"{s}_y"], f"{name}-{s}") for s in ("train", "test"))
+    return train, test
 
 
 def find(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -127,6 +129,8 @@ def verify_folder(name: str, data_dir: str | os.PathLike | None = None) -> list[
     rows, bad = [], []
     for stem in IDX_FILES.values():
         path = idx_file(folder, stem)
+        if path is None:  # removed since `locate` found the folder complete
+            raise DataNotFoundError(f"{folder}: missing {stem} (raw or .gz)")
         got = file_sha256(path)
         if path.name in recorded:
             expected, against = recorded[path.name], f"{folder / MANIFEST}"

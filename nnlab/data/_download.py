@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import urllib.response
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -92,7 +93,7 @@ def offline() -> bool:
     return os.environ.get("NNLAB_OFFLINE", "").strip().lower() in ("1", "true", "yes")
 
 
-def _open(url: str, *, start: int, timeout: float):
+def _open(url: str, *, start: int, timeout: float) -> http.client.HTTPResponse | urllib.response.addinfourl:
     """The response to GET `url` from byte `start` on; raises `_Failure`."""
     headers = {"User-Agent": "nnlab"}
     if start:

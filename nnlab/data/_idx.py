@@ -14,12 +14,12 @@ import os
 import struct
 import sys
 import zlib
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 
 # IDX type code -> big-endian NumPy dtype.
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -27,7 +27,7 @@ _DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_CODES = {dt.newbyteorder("="): code for code, dt in _DTYPES.items()}
+_CODES: dict[np.dtype, int] = {dt.newbyteorder("="): code for code, dt in _DTYPES.items()}
 _CHUNK = 1 << 20
 # Decompression errors of a corrupt or truncated gzip stream.
 _GZIP_ERRORS = (EOFError, OSError, zlib.error)
@@ -37,7 +37,13 @@ class IdxFormatError(ValueError):
     """An IDX file is truncated, corrupt or not an IDX file at all."""
 
 
-def _read_at_most(f: BinaryIO, n: int) -> bytearray:
+class _Readable(Protocol):
+    """A binary stream: a raw file or a gzip.GzipFile."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _read_at_most(f: _Readable, n: int) -> bytearray:
     """Up to `n` bytes of `f`, read in chunks so memory follows the data that really arrives."""
     out = bytearray()
     while len(out) < n:
@@ -48,7 +54,7 @@ def _read_at_most(f: BinaryIO, n: int) -> bytearray:
     return out
 
 
-def _parse(f: BinaryIO, name: str, size: int | None) -> np.ndarray:
+def _parse(f: _Readable, name: str, size: int | None) -> np.ndarray:
     """Reads one IDX stream; `size` is the stream's length when known (raw files), else None."""
     head = _read_at_most(f, 4)
     if len(head) < 4:

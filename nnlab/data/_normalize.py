@@ -7,6 +7,9 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+from jaxtyping import Float
 
 from .._checks import check_inputs
 
@@ -21,7 +24,7 @@ class Normalization(NamedTuple):
     mean: jnp.ndarray
     std: jnp.ndarray
 
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: Float[Array, "batch ..."]) -> Float[Array, "batch ..."]:
         """x: [batch, *feature_shape] -> same shape and dtype (the float32 statistics are cast to
         x's dtype, so a bfloat16 forward pass normalizes in bfloat16 and leaves them float32)."""
         shape = (1,) * (x.ndim - jnp.ndim(self.mean)) + jnp.shape(self.mean)
@@ -29,7 +32,9 @@ class Normalization(NamedTuple):
         return (x - mean) / jnp.reshape(self.std, shape).astype(x.dtype)
 
 
-def fit_normalization(x, *, per_feature: bool = True, min_std: float = 1e-3) -> Normalization:
+def fit_normalization(
+    x: Float[ArrayLike, "n ..."], *, per_feature: bool = True, min_std: float = 1e-3
+) -> Normalization:
     """Mean and standard deviation of the training inputs `x: [n, ...]`.
 
     mu_i = 1/N sum_n x_ni,   sigma_i^2 = 1/(N-1) sum_n (x_ni - mu_i)^2   (the lecture's N-1).

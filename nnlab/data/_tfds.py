@@ -9,6 +9,8 @@ TensorFlow, which nnlab does not install.
 from __future__ import annotations
 
 import os
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from ._dataset import Dataset
 from ._places import DataNotFoundError
 
 
-def _keys(tfds, name: str, info) -> tuple[str, str, int]:
+def _keys(tfds: ModuleType, name: str, info: Any) -> tuple[str, str, int]:
     """(image feature, label feature, number of classes) of an image-classification set."""
     image_key, label_key = info.supervised_keys or ("image", "label")
     features = info.features
