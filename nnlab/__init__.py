@@ -2,12 +2,12 @@
 
 Pure functions over parameter pytrees, jit-compiled and vmapped, with seeds as an axis.
 The top level holds what a run needs; the rest lives in namespaces grouped by stage:
-`data`, `nn`, `losses`, `optim`, `train`, `evaluation`, `study`, `sweep`, `checkpoint`, `report`,
-`configs`.
+`data`, `nn`, `losses`, `optim`, `train`, `evaluation`, `detect`, `study`, `sweep`, `checkpoint`,
+`report`, `configs`.
 Modules with a leading underscore are private. Importing nnlab changes no global JAX setting.
 """
 
-from . import checkpoint, configs, data, evaluation, losses, nn, optim, report, study, sweep, train
+from . import checkpoint, configs, data, detect, evaluation, losses, nn, optim, report, study, sweep, train
 from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run, run_seeds
 from .checkpoint import Checkpointer, load_model
 from .data import Dataset, fashion_mnist, mnist
@@ -31,6 +31,7 @@ __all__ = [
     "configs",
     "confusion_matrix",
     "data",
+    "detect",
     "evaluate",
     "evaluate_checkpoint",
     "evaluation",

@@ -1,5 +1,5 @@
 """Data: the IDX format, MNIST/Fashion-MNIST (on disk or downloaded), tensorflow-datasets sets,
-synthetic sets, splits and normalization."""
+synthetic sets, detection scenes, splits and normalization."""
 
 from ._augment import Augmentation, augment
 from ._checksums import ChecksumError, read_manifest, verify_checksums
@@ -10,6 +10,7 @@ from ._idx import IdxFormatError, read_idx, write_idx
 from ._normalize import Normalization, fit_normalization, fixed_normalization
 from ._places import DataNotFoundError, data_root
 from ._published import PUBLISHED
+from ._scenes import FASHION_CLASSES, MNIST_CLASSES, Scenes, fashion_mnist_scenes, make_scenes, mnist_scenes
 from ._splits import Splits, train_val_test
 from ._synthetic import blobs, spirals, xor
 from ._tfds import load_tfds
@@ -20,15 +21,19 @@ __all__ = [
     "DataNotFoundError",
     "Dataset",
     "DownloadError",
+    "FASHION_CLASSES",
     "IdxFormatError",
+    "MNIST_CLASSES",
     "Normalization",
     "PUBLISHED",
+    "Scenes",
     "Splits",
     "augment",
     "blobs",
     "data_root",
     "download",
     "fashion_mnist",
+    "fashion_mnist_scenes",
     "find",
     "fit_normalization",
     "fixed_normalization",
@@ -38,7 +43,9 @@ __all__ = [
     "load_tfds",
     "locate",
     "make_dataset",
+    "make_scenes",
     "mnist",
+    "mnist_scenes",
     "read_idx",
     "read_manifest",
     "spirals",
