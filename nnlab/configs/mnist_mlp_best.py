@@ -3,7 +3,7 @@ at a larger learning rate and smaller L2, with the same on-the-fly augmentation,
 (the cosine schedule runs to zero; the epoch best on validation is kept).
 
 Chosen on the validation split against the default's learning rate and L2
-(`experiments/mnist_mlp_best.py`, see README); command: `nnlab train mnist-mlp-best`
+(`experiments/mnist_mlp_best.py`, results in docs/results.md); command: `nnlab train mnist-mlp-best`
 (about 4 times the default's training time), `nnlab seeds mnist-mlp-best --seeds 3` for 3 seeds.
 """
 

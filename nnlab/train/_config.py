@@ -11,7 +11,7 @@ from ..losses import LOSSES
 from ..optim import OPTIMIZERS
 
 ENGINES = ("auto", "step", "unroll", "scan")
-"""Loop strategies of `TrainConfig.engine` (see README: the training engine)."""
+"""Loop strategies of `TrainConfig.engine` (see docs/training.md: the training engine)."""
 COMPUTE_DTYPES = ("float32", "bfloat16")
 """Values of `TrainConfig.compute_dtype`: the dtype of the training step's parameters and inputs."""
 

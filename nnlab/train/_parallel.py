@@ -5,7 +5,7 @@ every gathered batch over 'data' (GSPMD: each device computes the gradient of it
 the mean over the batch becomes an all-reduce, so the update equals the one-device update up
 to float rounding). 8 seeds on 8 GPUs is `devices=8, member_shards=8`; 2 seeds x 4-way data
 parallel is `devices=8, member_shards=2`. With several processes, `jax.distributed.initialize()`
-makes `jax.devices()` global and the same call runs unchanged (see README.md).
+makes `jax.devices()` global and the same call runs unchanged (see docs/training.md).
 """
 
 from __future__ import annotations
