@@ -249,7 +249,7 @@ def run(
 def run_detection(config: DetectionConfig, *, progress: bool | None = None) -> tuple[dict, Detections]:
     """Trains and scores the detector `config` names on fresh scenes; returns (results for --json, the
     test Detections). The results hold the detector's row of `nnlab.detect.train_and_score` under its
-    name (e.g. results['faster_rcnn']['map50']), as experiments/detection.py writes them."""
+    name (e.g. `results["faster_rcnn"]["map50"]`), as experiments/detection.py writes them."""
     k_train, k_test = jax.random.split(jax.random.key(config.seed))
     train = D.mnist_scenes(config.train_scenes, key=k_train, split="train", data_dir=config.data_dir)
     test = D.mnist_scenes(config.test_scenes, key=k_test, split="test", data_dir=config.data_dir)
