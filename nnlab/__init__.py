@@ -8,7 +8,7 @@ Modules with a leading underscore are private. Importing nnlab changes no global
 """
 
 from . import checkpoint, configs, data, detect, evaluation, losses, nn, optim, report, study, sweep, train
-from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run, run_seeds
+from ._run import RunConfig, build_model, evaluate_checkpoint, load_splits, run, run_detection, run_seeds
 from .checkpoint import Checkpointer, load_model
 from .data import Dataset, fashion_mnist, mnist
 from .evaluation import Evaluation, confusion_matrix, evaluate, predict, predict_labels
@@ -50,6 +50,7 @@ __all__ = [
     "predict_labels",
     "report",
     "run",
+    "run_detection",
     "run_seeds",
     "study",
     "summary",

@@ -17,6 +17,7 @@ import numpy as np
 from . import data as D
 from ._checks import check_positive, check_seed
 from .checkpoint import Checkpointer, CheckpointError, load_model
+from .detect import DetectionConfig, Detections, train_and_score
 from .evaluation import evaluate, predict, predict_labels
 from .losses import get_loss
 from .nn import Model, get_model, with_normalization
@@ -164,7 +165,7 @@ def _prepare(
     return splits, model, val, ckpt
 
 
-def _results(config: RunConfig, **fields: Any) -> dict[str, Any]:
+def _results(config: RunConfig | DetectionConfig, **fields: Any) -> dict[str, Any]:
     """The results of a run for --json: `fields` between the model and data set and the environment, config
     and command (the CLI replaces the command with its own `nnlab ...` line)."""
     return {
@@ -243,6 +244,26 @@ def run(
         params_sha256=params_sha256(result.variables["params"]),
         history=result.history,
     ), result
+
+
+def run_detection(config: DetectionConfig, *, progress: bool | None = None) -> tuple[dict, Detections]:
+    """Trains and scores the detector `config` names on fresh scenes; returns (results for --json, the
+    test Detections). The results hold the detector's row of `nnlab.detect.train_and_score` under its
+    name (e.g. `results["faster_rcnn"]["map50"]`), as experiments/detection.py writes them."""
+    k_train, k_test = jax.random.split(jax.random.key(config.seed))
+    train = D.mnist_scenes(config.train_scenes, key=k_train, split="train", data_dir=config.data_dir)
+    test = D.mnist_scenes(config.test_scenes, key=k_test, split="test", data_dir=config.data_dir)
+    row, detections = train_and_score(
+        config.model,
+        train,
+        test,
+        config=config.train,
+        seed=config.seed,
+        svm_steps=config.svm_steps,
+        speed_images=config.speed_images,
+        progress=progress,
+    )
+    return _results(config, **{config.model: row}, test_scenes=test.n), detections
 
 
 def evaluate_checkpoint(path: str | os.PathLike, *, data_dir: str | None = None) -> dict:

@@ -20,9 +20,10 @@ import jax
 from . import configs
 from . import data as D
 from ._paths import check_output_path
-from ._run import RunConfig, evaluate_checkpoint, run, run_seeds
+from ._run import RunConfig, evaluate_checkpoint, run, run_detection, run_seeds
 from ._signals import Interrupted
 from .checkpoint import Checkpointer, CheckpointWarning
+from .detect import DetectionConfig
 from .nn import MODELS, get_model, summary
 from .optim import OPTIMIZERS
 from .report import format_table, write_json
@@ -46,6 +47,21 @@ _TRAIN_FIELDS = (
     "devices",
     "member_shards",
 )
+
+# the flags of `nnlab train` a detection run takes (each flag's dest): TrainConfig fields, then its own
+_DETECTION_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "schedule",
+    "weight_decay",
+    "engine",
+)
+_DETECTION_FLAGS = (*_DETECTION_TRAIN_FIELDS, "seed", "data_dir", "train_subset", "test_subset", "json", "quiet")
+# what every command's arguments hold besides its flags; --checkpoint-every and --keep act only with --checkpoint-dir
+_NOT_FLAGS = ("command", "name", "debug", "checkpoint_every", "keep")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +125,31 @@ def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     return cfg.replace(train=cfg.train.replace(**train), **changes)
 
 
+def detection_config_from_args(name: str, args: argparse.Namespace) -> DetectionConfig:
+    """The named default detection config with the flags the user gave applied on top; a flag a
+    detection run has no use for (a validation split, checkpoints, devices, ...) is refused."""
+    flags = ", ".join("--lr" if f == "learning_rate" else f"--{f.replace('_', '-')}" for f in _DETECTION_FLAGS)
+    for dest, given in vars(args).items():
+        if dest not in (*_DETECTION_FLAGS, *_NOT_FLAGS) and given is not None and given is not False:
+            raise ValueError(
+                f"--{dest.replace('_', '-')}: expected none with the detection run `nnlab train {name}` "
+                f"(it takes {flags}), got {given!r}"
+            )
+    cfg = configs.get_detection_config(name)
+    train = {f: getattr(args, f) for f in _DETECTION_TRAIN_FIELDS if getattr(args, f) is not None}
+    if train.get("batch_size") == 0:
+        train["batch_size"] = None
+    if "epochs" in train:  # warm-up shorter than the run, as experiments/detection.py sets it
+        train["warmup_epochs"] = min(cfg.train.warmup_epochs, max(train["epochs"] - 1, 0))
+    changes = {
+        "seed": args.seed,
+        "data_dir": args.data_dir,
+        "train_scenes": args.train_subset,
+        "test_scenes": args.test_subset,
+    }
+    return cfg.replace(train=cfg.train.replace(**train), **{k: v for k, v in changes.items() if v is not None})
+
+
 def _save(results: dict, args: argparse.Namespace) -> int:
     """Writes `results` to --json (when given), with the command that produced them."""
     results["command"] = "nnlab " + shlex.join(sys.argv[1:])
@@ -147,7 +188,27 @@ def _setup(args: argparse.Namespace, *, checkpoints: bool = True) -> tuple[RunCo
     }
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    cfg = detection_config_from_args(args.name, args)
+    _check_outputs(args)
+    results, _ = run_detection(cfg, progress=False if args.quiet else None)
+    row = results[cfg.model]
+    masks = f", mask AP {row['mask_ap']:.3f}" if "mask_ap" in row else ""
+    print(
+        f"{args.name}: box mAP@0.5 {row['map50']:.3f}, mAP@[.5:.95] {row['map']:.3f}{masks} on "
+        f"{results['test_scenes']} test scenes; {row['images_per_second']:.1f} images/s, "
+        f"{row['train_seconds']:.1f} s of training on {results['device']}"
+    )
+    return _save(results, args)
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.name in configs.DETECTION_CONFIGS:
+        return _train_detector(args)
+    if getattr(args, "test_subset", None) is not None:
+        raise ValueError(
+            f"--test-subset: expected it only with a detection run, got {args.test_subset} with {args.name}"
+        )
     cfg, options = _setup(args)
     results, _ = run(cfg, **options, logdir=args.logdir)
     if not args.quiet:
@@ -331,8 +392,14 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help)
 
     p_train = command("train", "train a named model and test it")
-    p_train.add_argument("name", choices=sorted(configs.CONFIGS), help="what to train")
+    p_train.add_argument("name", choices=sorted(configs.CONFIGS | configs.DETECTION_CONFIGS), help="what to train")
     _add_train_args(p_train)
+    p_train.add_argument(
+        "--test-subset",
+        type=int,
+        metavar="N",
+        help="detection runs: score on N test scenes only (--train-subset: N training scenes)",
+    )
     p_summary = command("summary", "print a named model's layers: output shapes, parameters, operations")
     p_summary.add_argument("model", choices=sorted(MODELS), help="which model")
     p_demo = command("demo", "train the lecture's MNIST MLP (MNIST is downloaded when not found)")

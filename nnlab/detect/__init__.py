@@ -18,6 +18,7 @@ from ._proposals import propose_regions, selective_search
 from ._rcnn import RCNN, LinearSVMs, RCNNClassifier, RCNNConfig, rcnn, svm_targets, warp_crops
 from ._roi import roi_align, roi_pool
 from ._sampling import label_anchors, match_boxes, sample_balanced, sample_rois
+from ._train import DETECTORS, DetectionConfig, train_and_score
 
 __all__ = [
     # boxes, anchors, NMS, RoI pooling, matching and sampling
@@ -52,6 +53,10 @@ __all__ = [
     "selective_search",
     "svm_targets",
     "warp_crops",
+    # training and scoring
+    "DETECTORS",
+    "DetectionConfig",
+    "train_and_score",
     # evaluation and pictures
     "coco_evaluate",
     "coco_ground_truth",
