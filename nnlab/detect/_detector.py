@@ -26,6 +26,22 @@ def compiled_init(init: Callable, key: jax.Array, images: jax.Array) -> Variable
     return jax.jit(init, compiler_options=INIT_COMPILE)({"params": key}, images)
 
 
+def model_objective(objective: Callable[..., tuple[jax.Array, Variables]]) -> Callable[..., Any]:
+    """A detector's `objective(variables, images, targets, *, train, key) -> (loss [b], updates)` as
+    the trainer's `Model.objective` (no error rate); with key=None (the trainer's evaluation) the
+    samples come from the fixed key(0), so a validation loss is the same number for the same weights."""
+
+    def wrapped(
+        variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[jax.Array, None, Variables]:
+        loss, updates = objective(
+            variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
+        )
+        return loss, None, updates
+
+    return wrapped
+
+
 class Detections(NamedTuple):
     """A detector's answer for a batch of images, padded to max_detections per image.
 
@@ -75,13 +91,5 @@ class Detector(NamedTuple):
             del train, key
             return self.detect(variables, images), {}
 
-        def objective(
-            variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array | None = None
-        ) -> tuple[jax.Array, None, Variables]:
-            loss, updates = self.objective(
-                variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
-            )
-            return loss, None, updates
-
         # apply's outputs are Detections (a pytree of arrays) where Model annotates one array of logits
-        return Model(self.init, apply, None, self.name, objective)  # type: ignore[arg-type]
+        return Model(self.init, apply, None, self.name, model_objective(self.objective))  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import optax
 from .._checks import check_positive
 from ..nn import Model
 from ._backbone import ConvBackbone
-from ._detector import Detections, Variables, compiled_init
+from ._detector import Detections, Variables, compiled_init, model_objective
 from ._nms import batched_nms
 from ._roi import roi_align
 from ._sampling import match_boxes, per_image_keys, sample_rois
@@ -168,15 +168,7 @@ class RCNN(NamedTuple):
             del key
             return cnn_apply(variables, crops, train)
 
-        def objective(
-            variables: Variables, images: jax.Array, targets: dict, *, train: bool, key: jax.Array | None = None
-        ) -> tuple[jax.Array, None, Variables]:
-            loss, updates = self.objective(
-                variables, images, targets, train=train, key=jax.random.key(0) if key is None else key
-            )
-            return loss, None, updates
-
-        return Model(self.init, apply, None, self.name, objective)
+        return Model(self.init, apply, None, self.name, model_objective(self.objective))
 
 
 def rcnn(config: RCNNConfig | None = None, **overrides: Any) -> RCNN:
