@@ -49,15 +49,8 @@ _TRAIN_FIELDS = (
 )
 
 # the flags of `nnlab train` a detection run takes (each flag's dest): TrainConfig fields, then its own
-_DETECTION_TRAIN_FIELDS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "schedule",
-    "weight_decay",
-    "engine",
+_DETECTION_TRAIN_FIELDS = tuple(
+    f for f in _TRAIN_FIELDS if f not in ("l1", "patience", "compute_dtype", "devices", "member_shards")
 )
 _DETECTION_FLAGS = (*_DETECTION_TRAIN_FIELDS, "seed", "data_dir", "train_subset", "test_subset", "json", "quiet")
 # what every command's arguments hold besides its flags; --checkpoint-every and --keep act only with --checkpoint-dir
