@@ -37,7 +37,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, NoReturn, TypeVar
+from typing import Any, BinaryIO, NamedTuple, NoReturn, TypeGuard, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -82,8 +82,8 @@ class Checkpoint(NamedTuple):
     epoch: int
     state: Any
     best_variables: Any
-    log: dict
-    config: dict | None
+    log: dict[str, Any]
+    config: dict[str, Any] | None
 
 
 def _name(k: Any) -> str:
@@ -186,7 +186,7 @@ def _add_manifest(folder: Path, meta: dict[str, Any]) -> None:
     _fsync(folder)
 
 
-def _is_number(v: object) -> bool:
+def _is_number(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -202,7 +202,7 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"checkpoint: {path} is damaged or unreadable ({type(e).__name__}: {e})") from None
 
 
-def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
+def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict[str, Any]]:
     """The manifest's entries after checking its form, its names (none may lead out of the
     checkpoint folder) and that it covers meta.json and every file under arrays/."""
     if not isinstance(manifest, dict) or not manifest:
@@ -239,7 +239,7 @@ def _check_manifest(folder: Path, manifest: Any, path: Path) -> dict[str, dict]:
     return manifest
 
 
-def _check_meta(meta: Any, folder: Path) -> dict:
+def _check_meta(meta: Any, folder: Path) -> dict[str, Any]:
     """meta.json's data after checking its form (a damaged file raises CheckpointError, nothing else)."""
 
     def damaged(what: str) -> CheckpointError:
@@ -258,7 +258,7 @@ def _check_meta(meta: Any, folder: Path) -> dict:
     log = meta.get("log")
     if not isinstance(log, dict):
         raise damaged("log: expected an object")
-    checks = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "histories": lambda v: (
             isinstance(v, list) and all(isinstance(h, list) and all(isinstance(r, dict) for r in h) for h in v)
         ),
@@ -273,7 +273,7 @@ def _check_meta(meta: Any, folder: Path) -> dict:
     return meta
 
 
-def verify(path: str | os.PathLike) -> dict:
+def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Checks the checkpoint folder `path` against its manifest; returns its meta data.
 
     Raises CheckpointError (and nothing else) for a missing folder or manifest (an incomplete
@@ -305,7 +305,7 @@ def verify(path: str | os.PathLike) -> dict:
     return _check_meta(_read_json(path / "meta.json"), path)
 
 
-def _read_verified(path: Path) -> tuple[dict, dict]:
+def _read_verified(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(meta, arrays as nested dicts) of the checkpoint at `path`, verified file by file and value by value."""
     meta = verify(path)
     try:
@@ -327,7 +327,7 @@ def _read_verified(path: Path) -> tuple[dict, dict]:
     return meta, plain
 
 
-def _restored(path: Path, meta: dict, plain: dict, template: Any) -> Checkpoint:
+def _restored(path: Path, meta: dict[str, Any], plain: dict[str, Any], template: Any) -> Checkpoint:
     state, best = plain["state"], plain.get("best")
     if template is not None:
         state = from_plain(state, template, name=f"{path}: state")
@@ -336,7 +336,7 @@ def _restored(path: Path, meta: dict, plain: dict, template: Any) -> Checkpoint:
     return Checkpoint(path, meta["epoch"], state, best, meta["log"], meta.get("config"))
 
 
-def read_checkpoint(path: str | os.PathLike, template: Any = None) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike[str], template: Any = None) -> Checkpoint:
     """The verified checkpoint at `path`; its state restored into the structure of
     `template` (a TrainState) and its best variables into `template.variables` when given,
     else both as plain nested dicts of NumPy arrays."""
@@ -345,7 +345,7 @@ def read_checkpoint(path: str | os.PathLike, template: Any = None) -> Checkpoint
     return _restored(path, meta, plain, template)
 
 
-def _rank(metrics: dict) -> tuple:
+def _rank(metrics: dict[str, Any]) -> tuple[float, ...]:
     """Orbax's retention ranks checkpoints by this (the lowest is the best)."""
     return tuple(metrics["rank"])
 
@@ -366,11 +366,11 @@ class Checkpointer:
 
     def __init__(
         self,
-        directory: str | os.PathLike,
+        directory: str | os.PathLike[str],
         *,
         every: int = 1,
         keep: int = 3,
-        config: dict | None = None,
+        config: dict[str, Any] | None = None,
         async_save: bool = False,
     ) -> None:
         if not (isinstance(every, int) and every >= 1):
@@ -382,7 +382,7 @@ class Checkpointer:
         self._lock: BinaryIO | None = None  # the open lock file while this Checkpointer writes
         self._manager: ocp.CheckpointManager | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1) if async_save else None
-        self._pending: concurrent.futures.Future | None = None
+        self._pending: concurrent.futures.Future[None] | None = None
         self._warned: set[Path] = set()
         self._implicit = False  # opened by `save` itself: released when that save is done
 
@@ -492,7 +492,7 @@ class Checkpointer:
         *,
         epoch: int | None = None,
         best_variables: Any = None,
-        log: dict | None = None,
+        log: dict[str, Any] | None = None,
         score: tuple[float, float] | None = None,
     ) -> Path:
         """Saves `state` (a TrainState; `fit` saves it stacked [S, ...] with log['members'] = S)
@@ -521,8 +521,11 @@ class Checkpointer:
                 "log": log or {},
                 "config": self.config,
             }
-            validated = _is_number(val_error) and _is_number(val_loss)
-            rank = [val_error, val_loss, epoch] if validated else [_NOT_VALIDATED, 0.0, -epoch]
+            rank: list[float] = (
+                [val_error, val_loss, epoch]
+                if _is_number(val_error) and _is_number(val_loss)
+                else [_NOT_VALIDATED, 0.0, -epoch]
+            )
             with critical():
                 if self._pool is None:
                     self._commit(epoch, arrays, meta, rank)
@@ -533,7 +536,7 @@ class Checkpointer:
             if self._implicit and self._pending is None:
                 self._release()
 
-    def _commit(self, epoch: int, arrays: dict, meta: dict, rank: list) -> None:
+    def _commit(self, epoch: int, arrays: dict[str, Any], meta: dict[str, Any], rank: list[float]) -> None:
         """Writes the checkpoint of `epoch` whole (Orbax's save, then meta.json and the manifest)."""
         try:
             manager = self._manager
@@ -615,7 +618,7 @@ class Checkpointer:
         """The newest checkpoint whose files verify; newer damaged ones are skipped with a CheckpointWarning."""
         return self._newest(verify)[0]
 
-    def restore(self, template: Any, path: str | os.PathLike | None = None) -> Checkpoint:
+    def restore(self, template: Any, path: str | os.PathLike[str] | None = None) -> Checkpoint:
         """The checkpoint at `path`, or else the newest valid one, restored into the structure of
         `template`; a damaged newer checkpoint is skipped with a CheckpointWarning."""
         if path is not None:
@@ -626,7 +629,7 @@ class Checkpointer:
         return _restored(path, *read, template)
 
 
-def find_checkpoint(path: str | os.PathLike) -> Path:
+def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """`path` itself when it is one checkpoint; for a folder of checkpoints, its latest one,
     whose 'best' arrays hold the run's best variables so far (the best epoch itself may
     not have been saved when checkpoints are written every N > 1 epochs)."""
@@ -643,14 +646,14 @@ class LoadedModel(NamedTuple):
     """A trained model as plain data: `apply(variables, x) -> outputs` is pure and jit-able
     (x: [batch, *input_shape] -> [batch, classes]); `variables` is the best epoch's pytree."""
 
-    variables: dict
-    apply: Callable[[dict, jax.Array], jax.Array]
+    variables: dict[str, Any]
+    apply: Callable[[dict[str, Any], jax.Array], jax.Array]
     model: Model
-    config: dict
+    config: dict[str, Any]
     path: Path
 
 
-def load_model(path: str | os.PathLike, *, member: int = 0) -> LoadedModel:
+def load_model(path: str | os.PathLike[str], *, member: int = 0) -> LoadedModel:
     """The model of a checkpoint written by `nnlab train` / `nnlab seeds` / `nnlab.run` (a named
     model), rebuilt from its saved config, with the best variables of member `member` (of a
     seed study; 0 for a single run); no training code is involved."""
@@ -682,7 +685,7 @@ def load_model(path: str | os.PathLike, *, member: int = 0) -> LoadedModel:
         best = jax.tree.map(lambda a: a[member], best)
     variables = from_plain(best, template, name=f"{ckpt_path}: variables")
 
-    def apply(variables: dict, x: jax.Array) -> jax.Array:
+    def apply(variables: dict[str, Any], x: jax.Array) -> jax.Array:
         return model.apply(variables, x, train=False)[0]
 
     return LoadedModel(variables, apply, model, config, ckpt_path)

@@ -143,7 +143,7 @@ def detection_config_from_args(name: str, args: argparse.Namespace) -> Detection
     return cfg.replace(train=cfg.train.replace(**train), **{k: v for k, v in changes.items() if v is not None})
 
 
-def _save(results: dict, args: argparse.Namespace) -> int:
+def _save(results: dict[str, Any], args: argparse.Namespace) -> int:
     """Writes `results` to --json (when given), with the command that produced them."""
     results["command"] = "nnlab " + shlex.join(sys.argv[1:])
     if args.json:
@@ -160,7 +160,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_path(args.checkpoint_dir, name="--checkpoint-dir", folder=True)
 
 
-def _setup(args: argparse.Namespace, *, checkpoints: bool = True) -> tuple[RunConfig, dict]:
+def _setup(args: argparse.Namespace, *, checkpoints: bool = True) -> tuple[RunConfig, dict[str, Any]]:
     """The config of a training command and the run / run_seeds keyword arguments of its checkpoint flags
     (`checkpoints=False`: a command that trains several programs refuses them); outputs checked first."""
     if not checkpoints and (args.checkpoint_dir or args.resume):
@@ -442,8 +442,9 @@ def _compilation_cache() -> None:
     'off' disables it), so a repeated command loads its compiled programs instead of compiling them."""
     folder = os.environ.get("NNLAB_COMPILATION_CACHE", str(Path.home() / ".cache" / "nnlab" / "jax"))
     if folder != "off":
-        jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        # jax 0.10's Config.update(self, name, val) has no annotations (an untyped call under strict mypy)
+        jax.config.update("jax_compilation_cache_dir", folder)  # type: ignore[no-untyped-call]
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # type: ignore[no-untyped-call]
 
 
 def main(argv: list[str] | None = None) -> int:

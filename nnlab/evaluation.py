@@ -59,9 +59,10 @@ def _eval_batch(
 @partial(jax.jit, static_argnames=("apply", "members"))
 def _forward(variables: Any, x: Array, *, apply: Callable[..., Any], members: bool) -> Array:
     """Outputs in evaluation mode; with `members`, of every member of the stacked variables [S, ...]."""
-    if members:
-        return jax.vmap(lambda v: apply(v, x, train=False)[0])(variables)
-    return apply(variables, x, train=False)[0]
+    outputs: Array = (
+        jax.vmap(lambda v: apply(v, x, train=False)[0])(variables) if members else apply(variables, x, train=False)[0]
+    )
+    return outputs
 
 
 def evaluate(

@@ -31,7 +31,7 @@ def params_sha256(params: Any) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -82,7 +82,7 @@ def to_json_data(value: Any) -> Any:
     return value
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes `path` whole or not at all: a sibling temporary file (created with the umask's
     permissions), fsync, then a rename, so a crash never leaves half a file."""
     path = Path(path)
@@ -98,7 +98,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def write_json(path: str | os.PathLike, results: dict[str, Any]) -> None:
+def write_json(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
     """Writes `results` as indented, strict JSON (non-finite numbers as null), atomically (`write_text`)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text(path, json.dumps(to_json_data(results), indent=2, allow_nan=False) + "\n")

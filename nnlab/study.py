@@ -27,7 +27,8 @@ def ensemble_outputs(outputs: ArrayLike, *, loss: str = "softmax_cross_entropy")
     if loss == "softmax_cross_entropy":
         o = np.exp(o - o.max(axis=-1, keepdims=True))
         o = o / o.sum(axis=-1, keepdims=True)
-    return o.mean(axis=0)
+    mean: np.ndarray = o.mean(axis=0)
+    return mean
 
 
 def seed_study(

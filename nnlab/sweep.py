@@ -80,16 +80,16 @@ def _check_space(space: Mapping[str, Any], *, ranges: bool) -> None:
             raise ValueError(f"space[{name!r}]: expected {kind}, got {values!r}")
 
 
-def _configure(base: RunConfig, setting: dict) -> RunConfig:
+def _configure(base: RunConfig, setting: dict[str, Any]) -> RunConfig:
     """`base` with the program-level knobs of `setting` (not learning rate / weight decay) applied."""
     model_kwargs = {**base.model_kwargs, **{k: v for k, v in setting.items() if KNOBS[k] == "model"}}
     train = base.train.replace(**{k: v for k, v in setting.items() if KNOBS[k] == "train"})
     return base.replace(model_kwargs=model_kwargs, train=train)
 
 
-def _programs(base: RunConfig, settings: list[dict]) -> dict[tuple, list[int]]:
+def _programs(base: RunConfig, settings: list[dict[str, Any]]) -> dict[tuple[tuple[str, Any], ...], list[int]]:
     """Indices of the settings grouped by everything but the per-member knobs (one program per group)."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     for i, s in enumerate(settings):
         key = tuple(sorted((k, v) for k, v in s.items() if KNOBS[k] != "member"))
         groups.setdefault(key, []).append(i)
@@ -98,14 +98,14 @@ def _programs(base: RunConfig, settings: list[dict]) -> dict[tuple, list[int]]:
 
 def _train_settings(
     base: RunConfig,
-    settings: list[dict],
+    settings: list[dict[str, Any]],
     splits: Splits,
     *,
     max_members: int | None,
     progress: bool | None,
     test: bool,
 ) -> list[dict[str, Any]]:
-    rows: list[dict] = [{} for _ in settings]
+    rows: list[dict[str, Any]] = [{} for _ in settings]
     for program, (_, idx) in enumerate(_programs(base, settings).items()):
         cfg = _configure(base, settings[idx[0]])
         model = build_model(cfg, splits.train)
@@ -149,14 +149,14 @@ def _train_settings(
 
 def sweep(
     base: RunConfig,
-    settings: list[dict],
+    settings: list[dict[str, Any]],
     *,
     pilot_epochs: int | None = 3,
     pilot_subset: int = 5000,
     learns_below: float = 0.9,
     max_members: int | None = None,
     progress: bool | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Trains `base` with each setting (a dict of KNOBS values), best validation error first.
 
     Pilot (the lecture's "first make it learn"): with `pilot_epochs`, every setting first trains
