@@ -71,3 +71,21 @@ def resumed_like_whole(model: nnlab.Model, train, val, config: nnlab.TrainConfig
     restored = part.restore(nnlab.train.stack([whole.state]))  # fit's checkpoints hold a member axis [1, ...]
     jax.tree.map(np.testing.assert_array_equal, nnlab.train.member(restored.state, 0).variables, whole.state.variables)
     return whole, nnlab.train.member(restored.best_variables, 0)
+
+
+def members_like_separate_fits(model: nnlab.Model, train, val, config: nnlab.TrainConfig) -> nnlab.FitManyResult:
+    """fit_many of 3 members (config's engine); asserts that member i equals `fit(key=i)` with the
+    per-step engine (variables rtol 1e-4 / atol 1e-5, training losses rtol 1e-5 / atol 1e-6, the
+    same best epoch); returns the fit_many result for the caller's checks of the model state."""
+    many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
+    for i in range(3):
+        single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
+        assert_trees_close(nnlab.train.member(many.variables, i), single.variables, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            [h["train_loss"] for h in many.histories[i]],
+            [h["train_loss"] for h in single.history],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        assert many.best_epochs[i] == single.best_epoch
+    return many

@@ -13,7 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from own_loop import assert_trees_close, fit_schedule, labelled_data, resumed_like_whole
+from own_loop import (
+    assert_trees_close,
+    fit_schedule,
+    labelled_data,
+    members_like_separate_fits,
+    resumed_like_whole,
+)
 
 import nnlab
 
@@ -207,19 +213,7 @@ def test_fit_equals_a_hand_written_equinox_training_loop(name):
 @pytest.mark.optax_promotion
 def test_three_members_equal_three_separate_fits():
     train, val = dataset("cnn", 48, seed=2), dataset("cnn", 20, seed=3)
-    model = model_of("cnn")
-    config = CONFIG.replace(engine="auto")
-    many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
-    for i in range(3):
-        single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
-        assert_trees_close(nnlab.train.member(many.variables, i), single.variables, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(
-            [h["train_loss"] for h in many.histories[i]],
-            [h["train_loss"] for h in single.history],
-            rtol=1e-5,
-            atol=1e-6,
-        )
-        assert many.best_epochs[i] == single.best_epoch
+    many = members_like_separate_fits(model_of("cnn"), train, val, CONFIG.replace(engine="auto"))
     running_mean = np.asarray(jax.tree.leaves(many.state.model_state["state"])[1])  # [3, 4]: each member its own
     assert running_mean.shape == (3, 4)
     assert not np.allclose(running_mean[0], running_mean[1]) and not np.allclose(running_mean[1], running_mean[2])

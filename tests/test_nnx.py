@@ -7,7 +7,13 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from own_loop import assert_trees_close, fit_schedule, labelled_data, resumed_like_whole
+from own_loop import (
+    assert_trees_close,
+    fit_schedule,
+    labelled_data,
+    members_like_separate_fits,
+    resumed_like_whole,
+)
 
 import nnlab
 
@@ -143,19 +149,7 @@ def test_fit_equals_a_hand_written_nnx_training_loop(name):
 @pytest.mark.optax_promotion
 def test_three_members_equal_three_separate_fits():
     train, val = dataset("cnn", 48, seed=2), dataset("cnn", 20, seed=3)
-    model = model_of("cnn")
-    config = CONFIG.replace(engine="auto")
-    many = nnlab.fit_many(model, train, keys=[0, 1, 2], config=config, val=val, progress=False)
-    for i in range(3):
-        single = nnlab.fit(model, train, key=i, config=config.replace(engine="step"), val=val, progress=False)
-        assert_trees_close(nnlab.train.member(many.variables, i), single.variables, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(
-            [h["train_loss"] for h in many.histories[i]],
-            [h["train_loss"] for h in single.history],
-            rtol=1e-5,
-            atol=1e-6,
-        )
-        assert many.best_epochs[i] == single.best_epoch
+    many = members_like_separate_fits(model_of("cnn"), train, val, CONFIG.replace(engine="auto"))
     means = np.asarray(many.state.model_state["batch_stats"]["norm"]["mean"])  # [3, 4]: each member its own
     assert not np.allclose(means[0], means[1]) and not np.allclose(means[1], means[2])
 
