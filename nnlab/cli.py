@@ -105,13 +105,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
 
 
+def _train_changes(args: argparse.Namespace, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The TrainConfig fields among `fields` the user gave a flag for; 0 means None for the batch size
+    (full batch) and the patience (no early stopping)."""
+    train = {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
+    for field in ("batch_size", "patience"):
+        if train.get(field) == 0:
+            train[field] = None
+    return train
+
+
 def config_from_args(name: str, args: argparse.Namespace) -> RunConfig:
     """The named default config with the flags the user gave applied on top."""
     cfg = configs.get_config(name)
-    train = {field: getattr(args, field) for field in _TRAIN_FIELDS if getattr(args, field) is not None}
-    for field in ("batch_size", "patience"):  # 0: full batch, no early stopping
-        if train.get(field) == 0:
-            train[field] = None
+    train = _train_changes(args, _TRAIN_FIELDS)
     changes = {
         f: getattr(args, f) for f in ("seed", "data_dir", "train_subset", "n_val") if getattr(args, f) is not None
     }
@@ -129,9 +136,7 @@ def detection_config_from_args(name: str, args: argparse.Namespace) -> Detection
                 f"(it takes {flags}), got {given!r}"
             )
     cfg = configs.get_detection_config(name)
-    train = {f: getattr(args, f) for f in _DETECTION_TRAIN_FIELDS if getattr(args, f) is not None}
-    if train.get("batch_size") == 0:
-        train["batch_size"] = None
+    train = _train_changes(args, _DETECTION_TRAIN_FIELDS)
     if "epochs" in train:  # warm-up shorter than the run, as experiments/detection.py sets it
         train["warmup_epochs"] = min(cfg.train.warmup_epochs, max(train["epochs"] - 1, 0))
     changes = {
