@@ -228,7 +228,13 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="run every contender this many times, order rotated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH")
+    p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (default: keep freed memory, as the nnlab command does)",
+    )
     args = p.parse_args(argv)
+    kept = not args.system_malloc and nnlab.train.keep_freed_memory()  # before any JAX computation
 
     train, test = nnlab.mnist()
     train = train.take(args.n_train)
@@ -303,6 +309,7 @@ def main(argv=None) -> int:
         "flax_version": flax.__version__,
         **versions,
         "xla_flags": os.environ.get("XLA_FLAGS"),
+        "keep_freed_memory": kept,
         "command": "python " + shlex.join(sys.argv),
     }
     if args.json:

@@ -63,7 +63,7 @@ def _steady_epoch_seconds(histories) -> float:
     return float(np.median([h["seconds"] for h in histories[0][1:]]))
 
 
-def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir) -> list[dict]:
+def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: bool) -> list[dict]:
     """Rounds of (S vmapped, S sequential, P processes), in turn so that a busy machine slows all alike."""
     cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
     train_cfg = cfg.train.replace(epochs=epochs, patience=None)
@@ -95,7 +95,7 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir) -> lis
             }
         )
         if procs > 1:
-            par = processes(members, epochs, procs, data_dir)
+            par = processes(members, epochs, procs, data_dir, keep)
             rows[-1].update(
                 par,
                 processes=procs,
@@ -108,7 +108,9 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir) -> lis
 _WORKER = """
 import json, sys, time
 import jax, nnlab
-members, epochs, data_dir, go = json.loads(sys.argv[1])
+members, epochs, data_dir, go, keep = json.loads(sys.argv[1])
+if keep:
+    nnlab.train.keep_freed_memory()
 cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
 splits = nnlab.load_splits(cfg)
 model = nnlab.build_model(cfg, splits.train)
@@ -121,7 +123,7 @@ print(json.dumps({"start": start, "end": time.time(), "epoch_s": [r.epoch_second
 """
 
 
-def processes(members: int, epochs: int, procs: int, data_dir) -> dict:
+def processes(members: int, epochs: int, procs: int, data_dir, keep: bool) -> dict:
     """`procs` processes at once, one XLA:CPU thread each, training members / procs seeds each with `fit`."""
     env = {
         **os.environ,
@@ -132,7 +134,7 @@ def processes(members: int, epochs: int, procs: int, data_dir) -> dict:
     parts = np.array_split(np.arange(members), procs)
     jobs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go])],
+            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go, keep])],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -183,10 +185,16 @@ def main() -> None:
     p.add_argument("--skip-mlp", action="store_true")
     p.add_argument("--data-dir")
     p.add_argument("--json")
+    p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (default: keep freed memory, as the nnlab command does)",
+    )
     args = p.parse_args()
-    results = {**nnlab.report.environment()}
+    kept = not args.system_malloc and nnlab.train.keep_freed_memory()  # before any JAX computation
+    results = {**nnlab.report.environment(), "keep_freed_memory": kept}
     if not args.skip_mlp:
-        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.processes, args.data_dir)
+        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.processes, args.data_dir, kept)
         print(nnlab.report.format_table(results["mlp"]))
     if args.cnn or jax.default_backend() == "gpu":
         results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)

@@ -238,6 +238,7 @@ def run(
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
         train_seconds=result.train_seconds,
+        setup_seconds=result.setup_seconds,
         epoch_seconds=result.epoch_seconds,
         engine=result.engine,
         seed=config.seed,

@@ -29,7 +29,7 @@ from .optim import OPTIMIZERS
 from .report import format_table, write_json
 from .study import format_study
 from .sweep import DEFAULT_SPACE, KNOBS, grid, random_search, sweep
-from .train import COMPUTE_DTYPES, ENGINES, as_key
+from .train import COMPUTE_DTYPES, ENGINES, as_key, keep_freed_memory
 
 # the TrainConfig fields the training flags set (each flag's dest is its field)
 _TRAIN_FIELDS = (
@@ -457,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     (`--debug`: the traceback instead); SIGINT / SIGTERM end with one line and 130 / 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    if os.environ.get("NNLAB_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()
     _compilation_cache()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None

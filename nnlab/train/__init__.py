@@ -2,6 +2,7 @@
 behind `fit` (one model) and `fit_many` (S models as one vmapped program)."""
 
 from .._signals import Interrupted
+from ._allocator import keep_freed_memory
 from ._config import COMPUTE_DTYPES, ENGINES, TrainConfig
 from ._engine import Engine, make_engine, members_step, pick_engine
 from ._keys import STREAMS, as_key, member_keys, stream
@@ -33,6 +34,7 @@ __all__ = [
     "fit_many",
     "init_members",
     "init_state",
+    "keep_freed_memory",
     "make_engine",
     "make_train_step",
     "make_tx",
