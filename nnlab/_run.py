@@ -347,6 +347,7 @@ def run_seeds(
         epochs_run=result.epochs_run,
         diverged=result.diverged,
         train_seconds=result.train_seconds,
+        setup_seconds=result.setup_seconds,
         chunks=result.chunks,
         engine=result.engine,
         params=count_params(params[0]),

@@ -457,8 +457,6 @@ def main(argv: list[str] | None = None) -> int:
     (`--debug`: the traceback instead); SIGINT / SIGTERM end with one line and 130 / 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    if os.environ.get("NNLAB_KEEP_FREED_MEMORY", "1") != "0":
-        keep_freed_memory()
     _compilation_cache()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if in_main_thread else None
@@ -483,3 +481,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def command() -> int:
+    """The `nnlab` executable (and `python -m nnlab`): `main()` in a process of its own, which first
+    keeps freed memory for reuse (`nnlab.train.keep_freed_memory`; NNLAB_KEEP_FREED_MEMORY=0: not).
+    `main()` called from Python leaves the allocator of the calling process alone."""
+    if os.environ.get("NNLAB_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()
+    return main()

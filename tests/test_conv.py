@@ -13,13 +13,23 @@ import nnlab
 from nnlab.nn._conv import conv_general_dilated
 
 NHWC = ("NHWC", "HWIO", "NHWC")
-CASES = [((1, 1), "SAME"), ((2, 2), "SAME"), ((1, 1), "VALID"), ((2, 1), ((2, 1), (0, 3)))]
+# (kernel, strides, padding): 3x3 as in the CNNs, a ResNet's 1x1 stride-2 projection, 5x5, stride 2
+# on an even size ('SAME' pads unevenly), stride 3, explicit uneven pads
+CASES = [
+    (3, (1, 1), "SAME"),
+    (3, (2, 2), "SAME"),
+    (3, (1, 1), "VALID"),
+    (3, (2, 1), ((2, 1), (0, 3))),
+    (1, (2, 2), "VALID"),
+    (5, (1, 1), "SAME"),
+    (3, (3, 3), "SAME"),
+]
 
 
-def _data(batch=(3,), cin=3, cout=5):
+def _data(batch=(3,), cin=3, cout=5, kernel=3, size=9):
     r = np.random.default_rng(0)
-    x = jnp.asarray(r.random((*batch, 9, 9, cin), np.float32))
-    w = jnp.asarray(r.standard_normal((*batch[:-1], 3, 3, cin, cout), np.float32))
+    x = jnp.asarray(r.random((*batch, size, size, cin), np.float32))
+    w = jnp.asarray(r.standard_normal((*batch[:-1], kernel, kernel, cin, cout), np.float32))
     return x, w
 
 
@@ -32,11 +42,12 @@ def _close(a, b, rtol=1e-5):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=rtol * float(jnp.max(jnp.abs(b))))
 
 
-@pytest.mark.parametrize("strides,padding", CASES)
-def test_values_and_derivatives_equal_lax(strides, padding):
+@pytest.mark.parametrize("kernel,strides,padding", CASES)
+@pytest.mark.parametrize("size", [9, 8])
+def test_values_and_derivatives_equal_lax(kernel, strides, padding, size):
     ref = functools.partial(lax.conv_general_dilated, window_strides=strides, padding=padding, dimension_numbers=NHWC)
     new = functools.partial(conv_general_dilated, window_strides=strides, padding=padding, dimension_numbers=NHWC)
-    x, w = _data()
+    x, w = _data(kernel=kernel, size=size)
     _close(new(x, w), ref(x, w), rtol=1e-6)
     for a, b in zip(jax.grad(_loss(new), (0, 1))(x, w), jax.grad(_loss(ref), (0, 1))(x, w), strict=True):
         _close(a, b)
@@ -84,6 +95,8 @@ def test_vmapped_members_after_a_pooling_equal_lax():
         {"rhs_dilation": (2, 2)},
         {"feature_group_count": 3},
         {"dimension_numbers": ("NCHW", "OIHW", "NCHW")},
+        {"lhs_dilation": (2, 2)},
+        {"preferred_element_type": jnp.float32},
     ],
 )
 def test_other_convolutions_take_lax_rule(kwargs):
@@ -93,20 +106,27 @@ def test_other_convolutions_take_lax_rule(kwargs):
     if kwargs.get("dimension_numbers"):
         x, w = jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(w, (3, 2, 0, 1))
     kwargs = {"dimension_numbers": NHWC, **kwargs}
-    jaxpr = str(jax.make_jaxpr(lambda w: conv_general_dilated(x, w, (1, 1), "SAME", **kwargs))(w))
+    pads = ((1, 1), (1, 1))
+    jaxpr = str(jax.make_jaxpr(lambda w: conv_general_dilated(x, w, (1, 1), pads, **kwargs))(w))
     assert "custom_jvp_call" not in jaxpr
     np.testing.assert_array_equal(
-        conv_general_dilated(x, w, (1, 1), "SAME", **kwargs), lax.conv_general_dilated(x, w, (1, 1), "SAME", **kwargs)
+        conv_general_dilated(x, w, (1, 1), pads, **kwargs), lax.conv_general_dilated(x, w, (1, 1), pads, **kwargs)
     )
 
 
-def test_flax_cnn_keeps_the_flax_example_parameter_tree():
-    """Swapping the convolution's function keeps Flax's names and shapes (checkpoints still load)."""
+def test_nnlab_convolutions_take_this_rule_and_keep_flax_names():
+    """`nnlab.nn.conv` layers and the Flax example CNN run this convolution (a custom JVP in their
+    jaxpr), under Flax's own parameter names and shapes, so earlier checkpoints still load."""
     model = nnlab.get_model("flax-cnn")
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    x = jnp.zeros((2, 28, 28, 1))
+    variables = model.init(jax.random.key(0), x)
+    assert str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)).count("jvp=_conv_jvp") == 2
     shapes = jax.tree.map(jnp.shape, variables["params"])
     assert shapes["Conv_0"] == {"kernel": (3, 3, 1, 32), "bias": (32,)}
     assert shapes["Conv_1"] == {"kernel": (3, 3, 32, 64), "bias": (64,)}
+    layer = nnlab.nn.conv(4, 3, stride=2)
+    params = layer.init(jax.random.key(1), x)
+    assert "jvp=_conv_jvp" in str(jax.make_jaxpr(lambda p: layer.apply(p, x))(params))
 
 
 def test_with_xla_optimisations_off_lax_rule_is_kept():

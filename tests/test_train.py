@@ -291,15 +291,14 @@ def test_initial_state_equals_the_default_compiled_init_and_setup_is_timed():
     """fit compiles its once-run initialization at a lower LLVM level (faster to compile): the
     state it starts from (seen after an epoch of updates scaled by 0) equals init_members compiled
     by default, within float rounding; the time before the first epoch is reported apart."""
-    from nnlab.train._state import init_members
-
     model, tx = nnlab.get_model("mnist-cnn"), optax.sgd(0.0)
     config = nnlab.TrainConfig(epochs=1, batch_size=8)
     data = nnlab.data.Dataset(np.zeros((8, 28, 28, 1), np.float32), np.arange(8) % 10, 10, "zeros")
     seen = []
     keep = lambda epoch, state, record: seen.append(jax.tree.map(np.asarray, state.params))  # noqa: E731
     result = nnlab.fit(model, data, key=3, config=config, tx=tx, callbacks=[keep], progress=False)
-    want = jax.jit(lambda k: init_members(model, tx, jnp.zeros((1, 28, 28, 1)), keys=k))(nnlab.train.member_keys([3]))
+    init = jax.jit(lambda k: nnlab.train.init_members(model, tx, jnp.zeros((1, 28, 28, 1)), keys=k))
+    want = init(nnlab.train.member_keys([3]))
     for a, b in zip(jax.tree.leaves(seen[0]), jax.tree.leaves(want.params), strict=True):
         np.testing.assert_allclose(a, np.asarray(b)[0], rtol=1e-6, atol=1e-7)
     assert result.setup_seconds > 0 and len(result.history) == 1

@@ -44,7 +44,7 @@ Callback = Callable[[int, TrainState, Any], bool | None]
 EpochProgram = Callable[..., tuple[TrainState, Tracker, jax.Array]]
 _COL = {name: i for i, name in enumerate(REPORT)}
 # a program that runs once (initialization): compiled at LLVM optimisation level 1, 1.8x (MLP) to
-# 5x (CNN) faster to compile on this CPU, with the values of the default level (tests/test_fit.py)
+# 5x (CNN) faster to compile on this CPU, with the values of the default level (tests/test_train.py)
 _RUN_ONCE = {"xla_backend_optimization_level": 1}
 
 
