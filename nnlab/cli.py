@@ -479,10 +479,6 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def command() -> int:
     """The `nnlab` executable (and `python -m nnlab`): `main()` in a process of its own, which first
     keeps freed memory for reuse (`nnlab.train.keep_freed_memory`; NNLAB_KEEP_FREED_MEMORY=0: not).
@@ -490,3 +486,7 @@ def command() -> int:
     if os.environ.get("NNLAB_KEEP_FREED_MEMORY", "1") != "0":
         keep_freed_memory()
     return main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -57,7 +57,7 @@ def _conv_jvp(
     strides: Pair, pads: Pads, precision: Any, primals: tuple[jax.Array, ...], tangents: tuple[jax.Array, ...]
 ) -> tuple[jax.Array, jax.Array]:
     (x, w), (tx, tw) = primals, tangents
-    y = _conv(x, w, strides, pads, precision)
+    y = _plain(x, w, strides, pads, precision)
 
     @jax.checkpoint
     def by_matmul(x: jax.Array, tw: jax.Array) -> jax.Array:
@@ -67,7 +67,7 @@ def _conv_jvp(
     kernel_tangent = lax.platform_dependent(
         x, tw, cpu=by_matmul, default=lambda x, tw: _plain(x, tw, strides, pads, precision)
     )
-    return y, _plain(tx, w, strides, pads, precision) + kernel_tangent.astype(y.dtype)
+    return y, _plain(tx, w, strides, pads, precision) + kernel_tangent
 
 
 def conv_general_dilated(
@@ -85,15 +85,6 @@ def conv_general_dilated(
 ) -> jax.Array:
     """`lax.conv_general_dilated` (same arguments and values) with the kernel gradient as a
     matrix product on CPU where it applies: 2-D, NHWC x HWIO, one group, no dilation."""
-    kwargs = dict(
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
     applies = (
         lhs.ndim == 4
         and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
@@ -106,13 +97,26 @@ def conv_general_dilated(
         and lhs.dtype == rhs.dtype
         and not jax.config.values["jax_disable_most_optimizations"]
     )
-    if not applies:
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-    strides = (int(window_strides[0]), int(window_strides[1]))
-    given = (
-        lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding) if isinstance(padding, str) else padding
+    if applies:
+        strides = (int(window_strides[0]), int(window_strides[1]))
+        given = (
+            lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+            if isinstance(padding, str)
+            else padding
+        )
+        pads: Pads = tuple((int(lo), int(hi)) for lo, hi in given)
+        if all(p >= 0 for pair in pads for p in pair):
+            return _conv(lhs, rhs, strides, pads, precision)
+    return lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
     )
-    pads: Pads = tuple((int(lo), int(hi)) for lo, hi in given)
-    if any(p < 0 for pair in pads for p in pair):
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-    return _conv(lhs, rhs, strides, pads, precision)
