@@ -4,7 +4,7 @@ behind `fit` (one model) and `fit_many` (S models as one vmapped program)."""
 from .._signals import Interrupted
 from ._allocator import keep_freed_memory
 from ._config import COMPUTE_DTYPES, ENGINES, TrainConfig
-from ._engine import Engine, make_engine, members_step, pick_engine
+from ._engine import Engine, make_engine, members_step, pick_engine, unrolled_steps
 from ._keys import STREAMS, as_key, member_keys, stream
 from ._logging import Logger, read_jsonl
 from ._loop import FitManyResult, FitResult, fit, fit_many
@@ -46,5 +46,6 @@ __all__ = [
     "read_jsonl",
     "stack",
     "stream",
+    "unrolled_steps",
     "with_compute_dtype",
 ]

@@ -89,27 +89,53 @@ def members_step(step: Step, batch_sharding: NamedSharding | None = None) -> Mem
     return run
 
 
+def _kept(state: TrainState, one: jax.Array) -> TrainState:
+    """`state`'s floating leaves divided by `one` (a run-time 1.0): the same values, since a
+    division by one is exact (subnormals flushed to zero on CPU, as by any arithmetic there)."""
+
+    def keep(a: jax.Array) -> jax.Array:
+        return a / one.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree.map(keep, state)
+
+
+def unrolled_steps(step: MembersStep, count: int) -> Callable[..., tuple[TrainState, jax.Array, jax.Array]]:
+    """(state, metrics, t, active, x_all, y_all, order) -> (state, metrics, t + count): `count`
+    steps from step `t` of the order, unrolled, for one compiled call.
+
+    Between steps the state is divided by a run-time 1.0 (`_kept`). XLA does not recompute a
+    division inside other fusions, so each step's state is kept in memory; otherwise XLA:CPU
+    fuses the chain of all earlier steps' optimizer updates into every later step's update
+    and recomputes it there (optimization barriers are removed before fusion on CPU). In the
+    Flax example CNN that recomputation was 13 of a step's 79 ms (benchmarks/README.md).
+    """
+
+    def steps(
+        state: TrainState,
+        metrics: jax.Array,
+        t: jax.Array,
+        active: jax.Array,
+        x_all: jax.Array,
+        y_all: Any,
+        order: jax.Array,
+    ) -> tuple[TrainState, jax.Array, jax.Array]:
+        one = jnp.where(t >= 0, 1.0, 2.0)  # 1.0, unknown to the compiler
+        for i in range(count):
+            idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
+            state, metrics = step(state, metrics, active, x_all, y_all, idx)
+            state = _kept(state, one) if i < count - 1 else state
+            t = t + 1
+        return state, metrics, t
+
+    return steps
+
+
 def _per_call(step: MembersStep, chunk: int) -> EpochRun:
     """An epoch as compiled calls of `chunk` steps each (the remainder in one shorter call)."""
 
     @functools.cache
     def call(count: int) -> Callable[..., tuple[TrainState, jax.Array, jax.Array]]:
-        def steps(
-            state: TrainState,
-            metrics: jax.Array,
-            t: jax.Array,
-            active: jax.Array,
-            x_all: jax.Array,
-            y_all: Any,
-            order: jax.Array,
-        ) -> tuple[TrainState, jax.Array, jax.Array]:
-            for _ in range(count):
-                idx = jax.lax.dynamic_index_in_dim(order, t, axis=1, keepdims=False)
-                state, metrics = step(state, metrics, active, x_all, y_all, idx)
-                t = t + 1
-            return state, metrics, t
-
-        return jax.jit(steps, donate_argnums=(0, 1))
+        return jax.jit(unrolled_steps(step, count), donate_argnums=(0, 1))
 
     def run(
         state: TrainState, active: jax.Array, x_all: jax.Array, y_all: Any, order: jax.Array
