@@ -18,12 +18,14 @@ vmap turns into a batched matrix multiply).
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import nnlab
@@ -63,10 +65,16 @@ def _steady_epoch_seconds(histories) -> float:
     return float(np.median([h["seconds"] for h in histories[0][1:]]))
 
 
-def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: bool) -> list[dict]:
+def _train_config(cfg, epochs: int, augmentation: bool):
+    """The recipe for `epochs` epochs without early stopping, its augmentation on or off."""
+    train = cfg.train.replace(epochs=epochs, patience=None)
+    return train if augmentation else train.replace(augmentation=nnlab.data.Augmentation())
+
+
+def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: bool, augmentation: bool) -> list[dict]:
     """Rounds of (S vmapped, S sequential, P processes), in turn so that a busy machine slows all alike."""
     cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
-    train_cfg = cfg.train.replace(epochs=epochs, patience=None)
+    train_cfg = _train_config(cfg, epochs, augmentation)
     splits = nnlab.load_splits(cfg)
     model = nnlab.build_model(cfg, splits.train)
     rows = []
@@ -86,6 +94,7 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: 
                 "model": "mnist-mlp",
                 "members": members,
                 "epochs": epochs,
+                "augmentation": augmentation,
                 "vmapped_train_s": many.train_seconds,
                 "sequential_train_s": seq_seconds,
                 "speedup_total": seq_seconds / many.train_seconds,
@@ -95,7 +104,7 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: 
             }
         )
         if procs > 1:
-            par = processes(members, epochs, procs, data_dir, keep)
+            par = processes(members, epochs, procs, data_dir, keep, augmentation)
             rows[-1].update(
                 par,
                 processes=procs,
@@ -108,22 +117,24 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: 
 _WORKER = """
 import json, sys, time
 import jax, nnlab
-members, epochs, data_dir, go, keep = json.loads(sys.argv[1])
+members, epochs, data_dir, go, keep, augmentation = json.loads(sys.argv[1])
 if keep:
     nnlab.train.keep_freed_memory()
 cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
 splits = nnlab.load_splits(cfg)
 model = nnlab.build_model(cfg, splits.train)
+train = cfg.train.replace(epochs=epochs, patience=None)
+train = train if augmentation else train.replace(augmentation=nnlab.data.Augmentation())
 while time.time() < go:  # all processes start training together
     time.sleep(0.005)
 start = time.time()
-runs = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=cfg.train.replace(epochs=epochs, patience=None),
-                  val=splits.val, progress=False) for i in members]
+runs = [nnlab.fit(model, splits.train, key=jax.random.key(i), config=train, val=splits.val, progress=False)
+        for i in members]
 print(json.dumps({"start": start, "end": time.time(), "epoch_s": [r.epoch_seconds for r in runs]}))
 """
 
 
-def processes(members: int, epochs: int, procs: int, data_dir, keep: bool) -> dict:
+def processes(members: int, epochs: int, procs: int, data_dir, keep: bool, augmentation: bool) -> dict:
     """`procs` processes at once, one XLA:CPU thread each, training members / procs seeds each with `fit`."""
     env = {
         **os.environ,
@@ -134,7 +145,7 @@ def processes(members: int, epochs: int, procs: int, data_dir, keep: bool) -> di
     parts = np.array_split(np.arange(members), procs)
     jobs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go, keep])],
+            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go, keep, augmentation])],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -174,6 +185,41 @@ def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[d
     return rows
 
 
+def _median_seconds(f, *args, calls: int) -> float:
+    jax.block_until_ready(f(*args))
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bounds(members: int) -> list[dict]:
+    """What limits the vmapped MLP on this machine: the recipe's augmentation per batch of 128
+    (one member, and all members' batches in one call) and the rate of the first layer's matrix
+    product [128, 784] @ [784, 100] (one member, members as one batched product) against a
+    large product (2048^3)."""
+    aug = nnlab.configs.get_config("mnist-mlp").train.augmentation
+    key = jax.random.key(0)
+    augment = jax.jit(lambda x, k: nnlab.data.augment(aug, x, key=k))
+    product = jax.jit(lambda x, w: jnp.einsum("sbi,sio->sbo", x, w))
+    rows = []
+    for s in (1, members):
+        x = jax.random.uniform(key, (s * 128, 28, 28, 1))
+        t = _median_seconds(augment, x, key, calls=50)
+        rows.append({"measure": f"augmentation, {s} x 128 images", "ms": 1e3 * t, "gflops": None})
+    for s in (1, members):
+        x, w = jax.random.normal(key, (s, 128, 784)), jax.random.normal(key, (s, 784, 100))
+        t = _median_seconds(product, x, w, calls=200)
+        flop = 2 * s * 128 * 784 * 100
+        rows.append({"measure": f"{s} x [128,784]@[784,100]", "ms": 1e3 * t, "gflops": flop / t / 1e9})
+    a = jax.random.normal(key, (2048, 2048))
+    t = _median_seconds(jax.jit(jnp.matmul), a, a, calls=10)
+    rows.append({"measure": "[2048,2048]@[2048,2048]", "ms": 1e3 * t, "gflops": 2 * 2048**3 / t / 1e9})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", type=int, default=8)
@@ -183,6 +229,8 @@ def main() -> None:
     p.add_argument("--cnn", action="store_true", help="run the CNN part on any backend (default: on a GPU only)")
     p.add_argument("--cnn-train-subset", type=int, help="CNN part: first N training samples only")
     p.add_argument("--skip-mlp", action="store_true")
+    p.add_argument("--no-augmentation", action="store_true", help="MLP part: the recipe without its augmentation")
+    p.add_argument("--bounds", action="store_true", help="also time the augmentation and the matrix products alone")
     p.add_argument("--data-dir")
     p.add_argument("--json")
     p.add_argument(
@@ -192,10 +240,15 @@ def main() -> None:
     )
     args = p.parse_args()
     kept = not args.system_malloc and nnlab.train.keep_freed_memory()  # before any JAX computation
-    results = {**nnlab.report.environment(), "keep_freed_memory": kept}
+    results = {**nnlab.report.environment(), "keep_freed_memory": kept, "command": "python " + shlex.join(sys.argv)}
     if not args.skip_mlp:
-        results["mlp"] = cpu_mlp(args.members, args.epochs, args.rounds, args.processes, args.data_dir, kept)
+        results["mlp"] = cpu_mlp(
+            args.members, args.epochs, args.rounds, args.processes, args.data_dir, kept, not args.no_augmentation
+        )
         print(nnlab.report.format_table(results["mlp"]))
+    if args.bounds:
+        results["bounds"] = bounds(args.members)
+        print(nnlab.report.format_table(results["bounds"]))
     if args.cnn or jax.default_backend() == "gpu":
         results["cnn"] = cnn(args.members, args.epochs, args.cnn_train_subset, args.data_dir)
         print(nnlab.report.format_table(results["cnn"]))
