@@ -114,17 +114,19 @@ def cpu_mlp(members: int, epochs: int, rounds: int, procs: int, data_dir, keep: 
     return rows
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))  # the workers import _train_config from here
 _WORKER = """
 import json, sys, time
 import jax, nnlab
-members, epochs, data_dir, go, keep, augmentation = json.loads(sys.argv[1])
+members, epochs, data_dir, go, keep, augmentation, here = json.loads(sys.argv[1])
+sys.path.insert(0, here)
+from seeds_vmap import _train_config
 if keep:
     nnlab.train.keep_freed_memory()
 cfg = nnlab.configs.get_config("mnist-mlp").replace(data_dir=data_dir)
 splits = nnlab.load_splits(cfg)
 model = nnlab.build_model(cfg, splits.train)
-train = cfg.train.replace(epochs=epochs, patience=None)
-train = train if augmentation else train.replace(augmentation=nnlab.data.Augmentation())
+train = _train_config(cfg, epochs, augmentation)
 while time.time() < go:  # all processes start training together
     time.sleep(0.005)
 start = time.time()
@@ -145,7 +147,7 @@ def processes(members: int, epochs: int, procs: int, data_dir, keep: bool, augme
     parts = np.array_split(np.arange(members), procs)
     jobs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go, keep, augmentation])],
+            [sys.executable, "-c", _WORKER, json.dumps([p.tolist(), epochs, data_dir, go, keep, augmentation, _HERE])],
             env=env,
             stdout=subprocess.PIPE,
             text=True,
@@ -186,6 +188,7 @@ def cnn(members: int, epochs: int, train_subset: int | None, data_dir) -> list[d
 
 
 def _median_seconds(f, *args, calls: int) -> float:
+    """Median wall seconds of `calls` calls of f(*args), after one call to compile."""
     jax.block_until_ready(f(*args))
     times = []
     for _ in range(calls):
@@ -201,20 +204,20 @@ def bounds(members: int) -> list[dict]:
     product [128, 784] @ [784, 100] (one member, members as one batched product) against a
     large product (2048^3)."""
     aug = nnlab.configs.get_config("mnist-mlp").train.augmentation
-    key = jax.random.key(0)
+    k_images, k_augment, k_x, k_w, k_big = jax.random.split(jax.random.key(0), 5)
     augment = jax.jit(lambda x, k: nnlab.data.augment(aug, x, key=k))
     product = jax.jit(lambda x, w: jnp.einsum("sbi,sio->sbo", x, w))
     rows = []
     for s in (1, members):
-        x = jax.random.uniform(key, (s * 128, 28, 28, 1))
-        t = _median_seconds(augment, x, key, calls=50)
+        x = jax.random.uniform(k_images, (s * 128, 28, 28, 1))
+        t = _median_seconds(augment, x, k_augment, calls=50)
         rows.append({"measure": f"augmentation, {s} x 128 images", "ms": 1e3 * t, "gflops": None})
     for s in (1, members):
-        x, w = jax.random.normal(key, (s, 128, 784)), jax.random.normal(key, (s, 784, 100))
+        x, w = jax.random.normal(k_x, (s, 128, 784)), jax.random.normal(k_w, (s, 784, 100))
         t = _median_seconds(product, x, w, calls=200)
         flop = 2 * s * 128 * 784 * 100
         rows.append({"measure": f"{s} x [128,784]@[784,100]", "ms": 1e3 * t, "gflops": flop / t / 1e9})
-    a = jax.random.normal(key, (2048, 2048))
+    a = jax.random.normal(k_big, (2048, 2048))
     t = _median_seconds(jax.jit(jnp.matmul), a, a, calls=10)
     rows.append({"measure": "[2048,2048]@[2048,2048]", "ms": 1e3 * t, "gflops": 2 * 2048**3 / t / 1e9})
     return rows

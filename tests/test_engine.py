@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 import nnlab
-from nnlab.train import pick_engine, with_compute_dtype
+from nnlab.train import (
+    classification_objective,
+    init_members,
+    make_train_step,
+    make_tx,
+    members_step,
+    pick_engine,
+    unrolled_steps,
+    with_compute_dtype,
+)
 
 SGD = nnlab.TrainConfig(epochs=2, batch_size=32, optimizer="heavy_ball", learning_rate=0.1)
 
@@ -179,17 +188,11 @@ def test_more_devices_than_jax_sees_is_rejected():
         _fit(SGD.replace(devices=n + 1))
 
 
-def _bytes_accessed(compiled):
-    cost = compiled.cost_analysis()
-    return (cost[0] if isinstance(cost, list) else cost)["bytes accessed"]
-
-
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's fusion decisions")
 def test_unrolled_steps_keep_each_steps_state_instead_of_recomputing_it():
-    """XLA would fuse every earlier step's optimizer update (momentum, weight decay, member mask)
-    into each later step and recompute the chain: 8 unrolled steps then read ~1.3x the bytes of
-    8 single steps. Kept in memory between steps, the chunk costs what its steps cost."""
-    from nnlab.train import classification_objective, init_members, make_train_step, make_tx, members_step
-
+    """XLA:CPU would fuse every earlier step's optimizer update (momentum, weight decay, member
+    mask) into each later step and recompute the chain: 8 unrolled steps then read 10.7x the
+    bytes of one step. Kept in memory between steps, the chunk costs what its steps cost (8.0x)."""
     config = SGD.replace(batch_size=16, weight_decay=1e-4)
     model = nnlab.nn.mlp([32, 256, 64, 2])
     tx = make_tx(config, 8)
@@ -198,7 +201,7 @@ def test_unrolled_steps_keep_each_steps_state_instead_of_recomputing_it():
     state = init_members(model, tx, x_all[:1], keys=[0])
     args = (state, jnp.zeros((1, 3)), 0, jnp.ones((1,), bool), x_all, y_all, jnp.zeros((1, 8, 16), jnp.int32))
 
-    def cost(count):
-        return _bytes_accessed(jax.jit(nnlab.train.unrolled_steps(step, count)).lower(*args).compile())
+    def bytes_accessed(count):
+        return jax.jit(unrolled_steps(step, count)).lower(*args).compile().cost_analysis()["bytes accessed"]
 
-    assert cost(8) <= 8.3 * cost(1)
+    assert bytes_accessed(8) <= 9.0 * bytes_accessed(1)

@@ -103,11 +103,12 @@ def unrolled_steps(step: MembersStep, count: int) -> Callable[..., tuple[TrainSt
     """(state, metrics, t, active, x_all, y_all, order) -> (state, metrics, t + count): `count`
     steps from step `t` of the order, unrolled, for one compiled call.
 
-    Between steps the state is divided by a run-time 1.0 (`_kept`). XLA does not recompute a
-    division inside other fusions, so each step's state is kept in memory; otherwise XLA:CPU
-    fuses the chain of all earlier steps' optimizer updates into every later step's update
-    and recomputes it there (optimization barriers are removed before fusion on CPU). In the
-    Flax example CNN that recomputation was 13 of a step's 79 ms (benchmarks/README.md).
+    t: int32 [] (a traced argument of the compiled call, never a constant); order: int32
+    [S, steps, batch]. Between steps the state is divided by 1.0 computed from `t` (`_kept`).
+    XLA:CPU does not recompute a division inside other fusions, so each step's state is kept
+    in memory; otherwise it fuses the chain of all earlier steps' optimizer updates into every
+    later step's update and recomputes it there (it removes optimization barriers before
+    fusion). See benchmarks/README.md (the Flax example CNN's profile).
     """
 
     def steps(
