@@ -63,6 +63,15 @@ def _check_window(x: jax.Array, window: int, stride: int, padding: str) -> None:
         raise ValueError(f"window: expected at most the map size {x.shape[1:3]}, got {window}")
 
 
+def _tiles(x: jax.Array, window: int, stride: int, padding: str) -> jax.Array | None:
+    """x: [b, h, w, c] -> [b, h / window, window, w / window, window, c] where non-overlapping
+    windows tile the map exactly (a pool is then a reduction over axes 2 and 4); else None."""
+    b, h, w, c = x.shape
+    if stride == window and padding == "VALID" and h % window == 0 and w % window == 0:
+        return x.reshape(b, h // window, window, w // window, window, c)
+    return None
+
+
 def max_pool(x: jax.Array, window: int, stride: int | None = None, padding: str = "VALID") -> jax.Array:
     """The maximum of every `window` x `window` patch, `stride` apart (default: the window).
 
@@ -74,21 +83,22 @@ def max_pool(x: jax.Array, window: int, stride: int | None = None, padding: str 
     """
     stride = window if stride is None else stride
     _check_window(x, window, stride, padding)
-    b, h, w, c = x.shape
-    if stride == window and padding == "VALID" and h % window == 0 and w % window == 0:
-        return x.reshape(b, h // window, window, w // window, window, c).max(axis=(2, 4))
+    tiles = _tiles(x, window, stride, padding)
+    if tiles is not None:
+        return tiles.max(axis=(2, 4))
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
 
 
 def avg_pool(x: jax.Array, window: int, stride: int | None = None, padding: str = "VALID") -> jax.Array:
     """The mean of every `window` x `window` patch, `stride` apart; shapes as `max_pool`
     ('SAME' averages over the pixels inside the map only). Windows that tile the map take the
-    mean over a reshape, as `max_pool` does (on XLA:CPU its gradient is 3-5x a reduce-window's)."""
+    mean over a reshape, as `max_pool` does (on XLA:CPU a reduce-window's gradient took 3x as
+    long, 5.9 vs 1.9 ms on 28 x 28 x 32 maps: benchmarks/README.md)."""
     stride = window if stride is None else stride
     _check_window(x, window, stride, padding)
-    b, h, w, c = x.shape
-    if stride == window and padding == "VALID" and h % window == 0 and w % window == 0:
-        return x.reshape(b, h // window, window, w // window, window, c).mean(axis=(2, 4))
+    tiles = _tiles(x, window, stride, padding)
+    if tiles is not None:
+        return tiles.mean(axis=(2, 4))
     return nn.avg_pool(x, (window, window), strides=(stride, stride), padding=padding, count_include_pad=False)
 
 
